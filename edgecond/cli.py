@@ -1,0 +1,190 @@
+"""The `edgecond` command line. Thin: it parses, calls the library, prints.
+
+Logs and progress go to stderr; `--json` prints exactly one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+
+CONTAINER_KINDS = ["hmn", "pixel", "idc", "random", "herding"]
+
+
+def _log(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _threads(n: int | None) -> None:
+    import torch
+
+    if n:
+        torch.set_num_threads(n)
+
+
+def _fail(e: Exception) -> None:
+    raise click.ClickException(str(e)) from e
+
+
+def _load_data(dataset, classes, seed, data_root, download, val_fraction=0.1):
+    from .data import DatasetError, load_dataset, parse_classes
+
+    try:
+        return load_dataset(dataset, classes=parse_classes(classes) if isinstance(classes, str) else classes,
+                            seed=seed, data_root=data_root, download=download, val_fraction=val_fraction)
+    except DatasetError as e:
+        _fail(e)
+
+
+data_options = [
+    click.option("--data-root", type=click.Path(file_okay=False), default=None,
+                 help="Where torchvision datasets live (default ~/.cache/edgecond/data)."),
+    click.option("--download", is_flag=True, help="Download a torchvision dataset if missing (needs internet)."),
+    click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)."),
+]
+
+
+def with_data_options(f):
+    for opt in reversed(data_options):
+        f = opt(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgecond")
+def main():
+    """edgecond: condense datasets into tiny generators for on-device continual learning.
+
+    \b
+    Typical flow:
+      edgecond condense --dataset digits --ipc 5 --container hmn --out runs/digits-hmn
+      edgecond evaluate runs/digits-hmn --seeds 3
+      edgecond info runs/digits-hmn
+
+    Datasets: digits (embedded), npz:PATH, imagefolder:PATH, mnist, fashion-mnist,
+    cifar10, cifar100, svhn (with --data-root/--download).
+    """
+
+
+@main.command()
+@click.option("--dataset", default="digits", show_default=True, help="Dataset name (see `edgecond --help`).")
+@click.option("--ipc", type=float, required=True,
+              help="Storage budget in images per class: ipc x classes x C x H x W float32 values.")
+@click.option("--container", "kind", type=click.Choice(CONTAINER_KINDS), default="hmn", show_default=True,
+              help="hmn: hierarchical memory network; pixel: IDC-I images; idc: multi-formation; "
+                   "random/herding: real-image coresets.")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Run directory: container file, report.json, samples.png, checkpoints.")
+@click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
+              help="quick: sized for minutes on a CPU; paper: the papers' schedules (GPU).")
+@click.option("--classes", default=None, help="Comma-separated class indices to keep, e.g. 0,1.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the selection/condensation and the val split.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@with_data_options
+def condense(dataset, ipc, kind, out, preset, classes, seed, device, data_root, download, threads):
+    """Condense DATASET into a container of KIND within an IPC budget."""
+    from .condense import condense as run
+
+    _threads(threads)
+    data = _load_data(dataset, classes, seed, data_root, download)
+    _log(f"{data.name}: {data.num_classes} classes, {len(data.x_train)} train / {len(data.x_val)} val / "
+         f"{len(data.x_test)} test images of shape {data.image_shape}")
+    try:
+        res = run(data, kind, ipc, seed=seed, device=device, out=out, preset=preset)
+    except ValueError as e:
+        _fail(e)
+    r = res.report
+    _log(f"wrote {Path(out) / 'container.safetensors'}: {r['instances_per_class']} images per class, "
+         f"{r['stored_floats']:,} of {r['budget_floats']:,} budget floats, {r['condense_seconds']:.1f} s")
+    _log(f"samples: {Path(out) / 'samples.png'}")
+
+
+@main.command()
+@click.argument("container", required=False, type=click.Path(exists=True))
+@click.option("--dataset", default=None, help="Dataset to test on (default: the one the container was made from).")
+@click.option("--classes", default=None, help="Class indices (default: the container's).")
+@click.option("--seeds", type=int, default=3, show_default=True, help="Evaluation networks trained (seeds 0..N-1).")
+@click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
+              help="quick: 1000 SGD steps (CPU); paper: HMN paper App. C.2 (2000 epochs).")
+@click.option("--steps", type=int, default=None, help="Override the number of training steps.")
+@click.option("--full", is_flag=True, help="Train on the whole train split instead (the upper bound).")
+@click.option("--per-class", type=int, default=None, help="Use only the first K instances per class.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@with_data_options
+def evaluate(container, dataset, classes, seeds, preset, steps, full, per_class, as_json, device,
+             data_root, download, threads):
+    """Train fresh ConvNets on CONTAINER's images (or the full data) and report test accuracy."""
+    from .evaluation import eval_config, evaluate_images
+    from .io import ContainerFileError, load_container
+
+    _threads(threads)
+    if not full and container is None:
+        raise click.UsageError("give a CONTAINER (run directory or file), or --full")
+    meta = {}
+    if container is not None:
+        try:
+            cont, meta = load_container(container)
+        except (ContainerFileError, ValueError) as e:
+            _fail(e)
+    dataset = dataset or meta.get("dataset") or "digits"
+    if classes is None:
+        classes = meta.get("dataset_classes")
+    data = _load_data(dataset, classes, meta.get("data_seed", 0), data_root, download,
+                      meta.get("val_fraction", 0.1))
+    if meta and meta["classes"] != data.classes:
+        _fail(ValueError(f"the container's classes {meta['classes']} differ from {dataset}'s {data.classes}"))
+    cfg = eval_config(preset, steps=steps)
+    if full:
+        x, y, what = data.x_train, data.y_train, "full train split"
+    else:
+        try:
+            x, y = cont.images(per_class=per_class)
+        except ValueError as e:
+            _fail(e)
+        what = f"{meta['kind']} container, {len(x) // data.num_classes} images per class"
+    _log(f"evaluating {what} on {data.name}: {seeds} seed(s), {cfg.num_steps(len(x))} steps each")
+    res = evaluate_images(x, y, data, cfg, seeds=seeds, device=device)
+    res.update({"dataset": data.name, "source": "full" if full else meta.get("kind")})
+    if as_json:
+        click.echo(json.dumps(res))
+    else:
+        click.echo(f"test accuracy {res['accuracy_mean']:.4f} ± {res['accuracy_std']:.4f} over {seeds} seed(s) "
+                   f"(val {res['val_accuracy_mean']:.4f}); per seed: "
+                   + ", ".join(f"{a:.4f}" for a in res["accuracies"]))
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def info(file, as_json):
+    """Show what a container file (or run directory) holds: budget, parts, classes."""
+    from .info import describe
+
+    try:
+        d = describe(file)
+    except ValueError as e:
+        _fail(e)
+    if as_json:
+        click.echo(json.dumps(d))
+        return
+    click.echo(f"{d['path']}  ({d['kind']}, format v{d['format_version']}, edgecond {d['edgecond_version']})")
+    click.echo(f"  dataset            {d.get('dataset')}  image shape {tuple(d['image_shape'])}")
+    click.echo(f"  classes            {len(d['classes'])}: {', '.join(d['classes'])}")
+    click.echo(f"  images per class   {d['instances_per_class']}")
+    click.echo(f"  budget             {d['budget_ipc']:g} IPC = {d['budget_floats']:,} floats "
+               f"= {d['budget_bytes']:,} bytes (fp32)")
+    click.echo(f"  stored             {d['stored_floats']:,} floats ({d['stored_ipc']:.3f} IPC, "
+               f"{100 * d['budget_use']:.1f}% of budget); file {d['file_bytes']:,} bytes")
+    click.echo("  parts:")
+    for name, n in d["parts"].items():
+        click.echo(f"    {name:<24} {n:>10,}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""What every data container is: a module that generates image (class c, instance i).
+
+A container stores parameters (pixels, memories, a decoder) and generates images in the
+normalised space the classifier trains on. Instance i of class c is the i-th image in the
+class's *prefix order*: the first k instances of every class form the container's k-per-class
+subset (the multisize invariant), so pruning and reordering happen by rewriting storage,
+never by an index table on the side.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Iterator
+
+import torch
+from torch import nn
+
+
+class Container(nn.Module):
+    kind: ClassVar[str] = "base"
+
+    def __init__(self, num_classes: int, image_shape: tuple[int, int, int]):
+        super().__init__()
+        self.num_classes = int(num_classes)
+        self.image_shape = tuple(int(s) for s in image_shape)
+
+    # -- what subclasses provide ------------------------------------------------------
+    @property
+    def instances_per_class(self) -> int:
+        raise NotImplementedError
+
+    def generate(self, classes: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, H, W) for the pairs (classes[n], instances[n]); each depends on its pair alone."""
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """JSON-able keyword arguments that rebuild this container's structure."""
+        raise NotImplementedError
+
+    def parts(self) -> dict[str, int]:
+        """Stored float values per named part (sums to stored_floats())."""
+        raise NotImplementedError
+
+    def select_instances(self, keep: torch.Tensor) -> None:
+        """Keep instances keep[c] (a (num_classes, k) index tensor) in that order, drop the rest."""
+        raise NotImplementedError
+
+    # -- shared behaviour ----------------------------------------------------------------
+    def stored_floats(self) -> int:
+        """Every stored floating-point value: parameters and buffers (DESIGN §5)."""
+        return sum(t.numel() for t in self.state_dict().values() if t.is_floating_point())
+
+    def check_indices(self, classes: torch.Tensor, instances: torch.Tensor) -> None:
+        if classes.shape != instances.shape or classes.ndim != 1:
+            raise ValueError("classes and instances must be 1-D tensors of equal length")
+        if len(classes) and (classes.min() < 0 or classes.max() >= self.num_classes):
+            raise IndexError(f"class index out of range 0..{self.num_classes - 1}")
+        if len(instances) and (instances.min() < 0 or instances.max() >= self.instances_per_class):
+            raise IndexError(f"instance index out of range 0..{self.instances_per_class - 1}")
+
+    def index_grid(self, per_class: int | None = None, classes: list[int] | None = None):
+        """(class, instance) index pairs of the first `per_class` instances of `classes`."""
+        k = self.instances_per_class if per_class is None else int(per_class)
+        if not 0 < k <= self.instances_per_class:
+            raise ValueError(f"per_class={k}: this container holds {self.instances_per_class} instances per class")
+        cls = torch.tensor(classes if classes is not None else range(self.num_classes), dtype=torch.long)
+        c = cls.repeat_interleave(k)
+        i = torch.arange(k).repeat(len(cls))
+        return c, i
+
+    def iter_batches(self, per_class: int | None = None, classes: list[int] | None = None,
+                     batch_size: int = 1024) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        c, i = self.index_grid(per_class, classes)
+        for s in range(0, len(c), batch_size):
+            yield c[s:s + batch_size], i[s:s + batch_size], self.generate(c[s:s + batch_size], i[s:s + batch_size])
+
+    @torch.no_grad()
+    def images(self, per_class: int | None = None, classes: list[int] | None = None,
+               batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+        """All images of the first `per_class` instances, class-major, with their labels."""
+        was_training = self.training
+        self.eval()
+        xs, ys = [], []
+        for c, _, x in self.iter_batches(per_class, classes, batch_size):
+            xs.append(x)
+            ys.append(c)
+        self.train(was_training)
+        return torch.cat(xs), torch.cat(ys)

@@ -1,0 +1,85 @@
+"""Containers that store pixels: real coresets (random, herding), IDC-I and IDC multi-formation."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Container
+
+
+class PixelContainer(Container):
+    """One stored image per instance, (classes, n, C, H, W), in the normalised space.
+
+    Serves the real coresets (`random`, `herding`: frozen real images) and `pixel`
+    (IDC-I: images optimised as parameters, initialised from real ones).
+    """
+
+    kind = "pixel"
+
+    def __init__(self, num_classes: int, image_shape, instances: int, kind: str = "pixel"):
+        super().__init__(num_classes, image_shape)
+        self.kind = kind
+        self.pixels = nn.Parameter(torch.zeros(num_classes, instances, *self.image_shape))
+
+    @property
+    def instances_per_class(self) -> int:
+        return self.pixels.shape[1]
+
+    def generate(self, classes, instances):
+        self.check_indices(classes, instances)
+        return self.pixels[classes, instances]
+
+    def config(self) -> dict:
+        return {"num_classes": self.num_classes, "image_shape": list(self.image_shape),
+                "instances": self.instances_per_class, "kind": self.kind}
+
+    def parts(self) -> dict[str, int]:
+        return {"pixels": self.pixels.numel()}
+
+    def select_instances(self, keep):
+        self.pixels = nn.Parameter(torch.stack([self.pixels.data[c, keep[c]] for c in range(self.num_classes)]))
+
+
+class IDCContainer(Container):
+    """IDC multi-formation: each stored image is cut into factor x factor crops, each upsampled
+    bilinearly to full size, so one stored image yields factor^2 training images.
+
+    Instance order is crop-position-major, as IDC's code: instance i of a class is crop
+    i // n of stored image i % n (n stored images per class), so a k-prefix spreads over
+    stored images before it reuses one.
+    """
+
+    kind = "idc"
+
+    def __init__(self, num_classes: int, image_shape, stored: int, factor: int = 2):
+        super().__init__(num_classes, image_shape)
+        c, h, w = self.image_shape
+        if h % factor or w % factor:
+            raise ValueError(f"image size {h}x{w} is not divisible by the formation factor {factor}")
+        self.factor = factor
+        self.pixels = nn.Parameter(torch.zeros(num_classes, stored, c, h, w))
+
+    @property
+    def instances_per_class(self) -> int:
+        return self.pixels.shape[1] * self.factor ** 2
+
+    def generate(self, classes, instances):
+        self.check_indices(classes, instances)
+        n, f = self.pixels.shape[1], self.factor
+        _, h, w = self.image_shape
+        stored = self.pixels[classes, instances % n]  # (N, C, H, W)
+        pos = instances // n
+        # gather each image's crop: split into f x f tiles, pick tile `pos`
+        tiles = stored.unfold(2, h // f, h // f).unfold(3, w // f, w // f)  # N,C,f,f,h/f,w/f
+        tiles = tiles.reshape(len(stored), stored.shape[1], f * f, h // f, w // f)
+        crop = tiles[torch.arange(len(stored)), :, pos]  # N, C, h/f, w/f
+        return F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)
+
+    def config(self) -> dict:
+        return {"num_classes": self.num_classes, "image_shape": list(self.image_shape),
+                "stored": self.pixels.shape[1], "factor": self.factor}
+
+    def parts(self) -> dict[str, int]:
+        return {"pixels": self.pixels.numel()}

@@ -1,0 +1,125 @@
+"""The evaluation protocol: train a fresh ConvNet on a set of images, report test accuracy.
+
+Every number edgecond quotes for a container comes from here, so every container -- real
+coreset, pixels, HMN -- is judged by the same training recipe: DSA-style augmentation,
+CutMix (p=0.5), SGD with momentum and a cosine schedule, a fresh network per seed.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .augment import Augment, cutmix
+from .data import Dataset
+from .models import build_convnet
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How a network is trained on condensed images. `epochs` wins over `steps` when set."""
+
+    steps: int = 1000
+    epochs: int | None = None
+    batch_size: int = 64
+    lr: float = 0.01
+    min_lr: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    width: int = 128
+    depth: int | None = None
+    cutmix_prob: float = 0.5
+    augment: bool = True
+
+    def num_steps(self, n_images: int) -> int:
+        if self.epochs is not None:
+            return self.epochs * max(1, math.ceil(n_images / self.batch_size))
+        return self.steps
+
+
+EVAL_PRESETS: dict[str, EvalConfig] = {
+    # Sized for a 2-core CPU: a digits seed in ~15 s, a CIFAR-sized seed in a few minutes.
+    "quick": EvalConfig(steps=1000),
+    # HMN paper Appendix C.2 (CIFAR-10 1/10 IPC: 2000 epochs, SGD 0.01, momentum 0.9,
+    # weight decay 2e-4, cosine to 1e-4); for GPUs.
+    "paper": EvalConfig(epochs=2000, weight_decay=2e-4),
+}
+
+
+def eval_config(preset: str = "quick", **overrides) -> EvalConfig:
+    if preset not in EVAL_PRESETS:
+        raise ValueError(f"unknown evaluation preset {preset!r}; choose {', '.join(EVAL_PRESETS)}")
+    return replace(EVAL_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        correct += (model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
+    return correct / max(1, len(x))
+
+
+def train_classifier(x: torch.Tensor, y: torch.Tensor, image_shape, num_classes: int,
+                     cfg: EvalConfig, seed: int, flip: bool, device: str = "cpu",
+                     progress: bool = True, desc: str = "train") -> torch.nn.Module:
+    """Train a fresh ConvNet on (x, y) with the protocol's recipe; returns it in eval mode."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = build_convnet(image_shape, num_classes, width=cfg.width, depth=cfg.depth).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay)
+    steps = cfg.num_steps(len(x))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=cfg.min_lr)
+    aug = Augment(flip=flip)
+    x, y = x.to(device), y.to(device)
+    order = torch.randperm(len(x), generator=gen)
+    pos = 0
+    model.train()
+    for _ in tqdm(range(steps), desc=desc, disable=None if progress else True, leave=False, file=sys.stderr):
+        if pos + min(cfg.batch_size, len(x)) > len(order):  # next epoch
+            order, pos = torch.randperm(len(x), generator=gen), 0
+        idx = order[pos:pos + cfg.batch_size]
+        pos += cfg.batch_size
+        xb, yb = x[idx], y[idx]
+        if cfg.augment:
+            xb = aug(xb, generator=gen)
+        xb, ya, yb2, lam = cutmix(xb, yb, generator=gen, prob=cfg.cutmix_prob)
+        out = model(xb)
+        loss = lam * F.cross_entropy(out, ya) + (1 - lam) * F.cross_entropy(out, yb2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    model.eval()
+    return model
+
+
+def evaluate_images(x: torch.Tensor, y: torch.Tensor, data: Dataset, cfg: EvalConfig,
+                    seeds: int | list[int] = 3, device: str = "cpu", progress: bool = True) -> dict:
+    """Train one network per seed on (x, y); report test and val accuracy (DESIGN §4 keys)."""
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    tests, vals = [], []
+    for s in seed_list:
+        model = train_classifier(x, y, data.image_shape, data.num_classes, cfg, seed=s,
+                                 flip=data.flip, device=device, progress=progress,
+                                 desc=f"seed {s}")
+        tests.append(accuracy(model, data.x_test.to(device), data.y_test.to(device)))
+        vals.append(accuracy(model, data.x_val.to(device), data.y_val.to(device)))
+    return {
+        "accuracy_mean": float(np.mean(tests)),
+        "accuracy_std": float(np.std(tests)),
+        "accuracies": tests,
+        "val_accuracy_mean": float(np.mean(vals)),
+        "val_accuracies": vals,
+        "seeds": seed_list,
+        "train_images": int(len(x)),
+        "config": asdict(cfg),
+    }

@@ -1,0 +1,119 @@
+"""Container files: safetensors tensors + one JSON metadata record. Loading never runs code.
+
+The JSON (safetensors' string metadata, key ``edgecond``) carries the format version, the
+container kind and config, class names, normalisation, image shape, the budget and the
+per-class instance order (the original instance ids in prefix order), plus free-form
+provenance (dataset, seed, pruning...). Writes are atomic: a temporary file in the same
+directory, then a rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from . import __version__
+from .containers import Container, build_container
+
+FORMAT_VERSION = 1
+CONTAINER_FILE = "container.safetensors"
+
+
+class ContainerFileError(ValueError):
+    """A file is not a readable edgecond container."""
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """A run directory or the container file itself -> the container file."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / CONTAINER_FILE
+    if not p.is_file():
+        raise ContainerFileError(f"no container at {path} (expected a run directory holding "
+                                 f"{CONTAINER_FILE}, or the file itself)")
+    return p
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path), then atomically move tmp_path to path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    def w(tmp):
+        Path(tmp).write_text(text)
+    atomic_write(Path(path), w)
+
+
+def container_meta(container: Container, *, classes: list[str], mean, std, budget_ipc: float,
+                   instance_order: list[list[int]] | None = None, **extra) -> dict:
+    c, h, w = container.image_shape
+    k = container.instances_per_class
+    return {
+        "format_version": FORMAT_VERSION,
+        "edgecond_version": __version__,
+        "kind": container.kind,
+        "config": container.config(),
+        "classes": list(classes),
+        "image_shape": [c, h, w],
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+        "budget_ipc": float(budget_ipc),
+        "budget_floats": int(round(budget_ipc * c * h * w * container.num_classes)),
+        "stored_floats": container.stored_floats(),
+        "instances_per_class": k,
+        "instance_order": instance_order or [list(range(k)) for _ in range(container.num_classes)],
+        **extra,
+    }
+
+
+def save_container(path: str | os.PathLike, container: Container, meta: dict) -> Path:
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path / CONTAINER_FILE
+    meta = {**meta, "stored_floats": container.stored_floats(),
+            "instances_per_class": container.instances_per_class, "config": container.config()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in container.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"edgecond": json.dumps(meta)}))
+    return path
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    p = resolve(path)
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            raw = (f.metadata() or {}).get("edgecond")
+    except Exception as e:  # noqa: BLE001 - anything unreadable is not a container
+        raise ContainerFileError(f"{p} is not a safetensors file: {e}") from e
+    if raw is None:
+        raise ContainerFileError(f"{p} is a safetensors file without edgecond metadata")
+    meta = json.loads(raw)
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ContainerFileError(f"{p} has format version {meta['format_version']}; this edgecond "
+                                 f"reads up to {FORMAT_VERSION}: upgrade edgecond")
+    return meta
+
+
+def load_container(path: str | os.PathLike) -> tuple[Container, dict]:
+    p = resolve(path)
+    meta = read_meta(p)
+    container = build_container(meta["kind"], meta["config"])
+    with safe_open(str(p), framework="pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    container.load_state_dict(state)
+    container.eval()
+    return container, meta

@@ -1,0 +1,52 @@
+"""The papers' ConvNet-D: [3x3 conv -> instance norm -> ReLU -> 2x2 avg-pool] x D -> linear.
+
+Used both as the matching network during condensation and as the evaluation network.
+Instance norm is GroupNorm with one group per channel (as in IDC's code), so a sample's
+output never depends on the rest of its batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def default_depth(height: int) -> int:
+    """Depth from resolution: 3 for 28-32 px (ConvNet-3), 4 for 64, 5 for 128; at least 2."""
+    return max(2, round(math.log2(height)) - 2)
+
+
+class ConvNet(nn.Module):
+    def __init__(self, in_channels: int, num_classes: int, image_size: int,
+                 width: int = 128, depth: int | None = None):
+        super().__init__()
+        depth = depth or default_depth(image_size)
+        layers: list[nn.Module] = []
+        c, s = in_channels, image_size
+        for _ in range(depth):
+            layers += [nn.Conv2d(c, width, 3, padding=1), nn.GroupNorm(width, width, affine=True),
+                       nn.ReLU(inplace=True), nn.AvgPool2d(2)]
+            c, s = width, s // 2
+        self.features = nn.Sequential(*layers)
+        self.feature_dim = width * s * s
+        self.classifier = nn.Linear(self.feature_dim, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+    def conv_weights(self) -> list[torch.Tensor]:
+        """The parameters gradient matching compares (IDC: conv weights only)."""
+        return [m.weight for m in self.features if isinstance(m, nn.Conv2d)]
+
+
+def build_convnet(image_shape: tuple[int, int, int], num_classes: int, width: int = 128,
+                  depth: int | None = None) -> ConvNet:
+    c, h, w = image_shape
+    if h != w:
+        raise ValueError(f"ConvNet expects square images, got {h}x{w}")
+    return ConvNet(c, num_classes, h, width=width, depth=depth)
