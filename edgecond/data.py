@@ -325,5 +325,6 @@ def load_dataset(
         mean=mean.tolist(),
         std=std.tolist(),
         flip=raw.flip,
-        meta={"seed": seed, "val_fraction": val_fraction, "classes_selected": classes},
+        meta={"seed": seed, "val_fraction": val_fraction, "classes_selected": classes,
+              "train_indices": train_idx, "val_indices": val_idx},
     )
