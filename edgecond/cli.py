@@ -84,20 +84,41 @@ def main():
               help="quick: sized for minutes on a CPU; paper: the papers' schedules (GPU).")
 @click.option("--classes", default=None, help="Comma-separated class indices to keep, e.g. 0,1.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the selection/condensation and the val split.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt if present.")
+@click.option("--instance-channels", type=int, default=None,
+              help="hmn: channels of each instance memory (default: Table 7 / derived from the budget).")
+@click.option("--distance", type=click.Choice(["mse", "l1"]), default=None,
+              help="Gradient distance (default mse; the papers use l1 for MNIST-like and 100+ class data).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @with_data_options
-def condense(dataset, ipc, kind, out, preset, classes, seed, device, data_root, download, threads):
-    """Condense DATASET into a container of KIND within an IPC budget."""
+def condense(dataset, ipc, kind, out, preset, classes, seed, resume, instance_channels, distance, device,
+             data_root, download, threads):
+    """Condense DATASET into a container of KIND within an IPC budget.
+
+    \b
+    Writes OUT/container.safetensors, OUT/report.json and OUT/samples.png; gradient-matching
+    kinds (hmn, pixel, idc) also checkpoint to OUT/checkpoint.pt (Ctrl-C saves one; --resume
+    continues). Example:
+      edgecond condense --dataset digits --ipc 5 --container hmn --out runs/digits-hmn
+    """
+    from .budget import BudgetError
     from .condense import condense as run
+    from .matching import ConvergenceError
 
     _threads(threads)
     data = _load_data(dataset, classes, seed, data_root, download)
     _log(f"{data.name}: {data.num_classes} classes, {len(data.x_train)} train / {len(data.x_val)} val / "
          f"{len(data.x_test)} test images of shape {data.image_shape}")
+    opts = {} if kind in ("random", "herding") else {
+        "preset": preset, "resume": resume, "distance": distance,
+        **({"instance_channels": instance_channels} if kind == "hmn" else {})}
     try:
-        res = run(data, kind, ipc, seed=seed, device=device, out=out, preset=preset)
-    except ValueError as e:
+        res = run(data, kind, ipc, seed=seed, device=device, out=out, **opts)
+    except (BudgetError, ConvergenceError, ValueError) as e:
         _fail(e)
+    except KeyboardInterrupt as e:
+        _log(str(e) or "interrupted")
+        sys.exit(130)
     r = res.report
     _log(f"wrote {Path(out) / 'container.safetensors'}: {r['instances_per_class']} images per class, "
          f"{r['stored_floats']:,} of {r['budget_floats']:,} budget floats, {r['condense_seconds']:.1f} s")

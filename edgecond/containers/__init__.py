@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import Container
+from .hmn import HMN
 from .pixel import IDCContainer, PixelContainer
 
 # kind -> class that rebuilds it from its config()
@@ -11,6 +12,7 @@ CONTAINER_CLASSES: dict[str, type[Container]] = {
     "herding": PixelContainer,
     "pixel": PixelContainer,
     "idc": IDCContainer,
+    "hmn": HMN,
 }
 
 
@@ -24,4 +26,4 @@ def build_container(kind: str, config: dict) -> Container:
     return CONTAINER_CLASSES[kind](**config)
 
 
-__all__ = ["Container", "PixelContainer", "IDCContainer", "CONTAINER_CLASSES", "build_container", "register"]
+__all__ = ["Container", "HMN", "PixelContainer", "IDCContainer", "CONTAINER_CLASSES", "build_container", "register"]

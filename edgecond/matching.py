@@ -1,0 +1,314 @@
+"""Gradient-matching condensation (IDC's Algorithm 1, as the HMN paper uses it).
+
+For each outer iteration a fresh ConvNet is initialised; for each of `inner` iterations and
+for each class c, a batch of real images of c and a batch of the container's images of c
+pass through ONE shared augmentation draw, and the container takes one optimiser step on
+the distance between the two batches' gradients of the network's conv weights (real
+gradients detached, synthetic ones differentiated through). After each inner iteration the
+network trains a few steps on real data (augmentation + CutMix), so the container is
+matched along the early part of real training trajectories.
+
+The per-class step is a pure function of (class, container, network, real batch, RNG):
+that is what a future torch.distributed version shards across ranks.
+
+Long runs are safe: every `checkpoint_every` outer iterations the state is written
+atomically to `<out>/checkpoint.pt`; `resume=True` continues from it. Each outer
+iteration draws its randomness from a generator seeded by (seed, outer index), so a
+resumed run equals an uninterrupted one. Ctrl-C writes a checkpoint first. A NaN or an
+exploding loss stops the run with a clear message and leaves the last checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .augment import Augment, cutmix
+from .budget import solve_hmn
+from .containers import Container, IDCContainer, PixelContainer
+from .containers.hmn import HMN
+from .data import Dataset
+from .io import atomic_write
+from .models import build_convnet
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class ConvergenceError(RuntimeError):
+    """The matching loss became NaN/inf or exploded."""
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    outer: int                      # outer iterations, a fresh matching network each
+    inner: int                      # inner iterations per outer one (one step per class each)
+    net_steps: int                  # real-data SGD steps of the network after each inner iteration
+    real_batch: int = 64            # real images per class step
+    syn_batch: int = 128            # at most this many container images per class step
+    net_width: int = 128
+    net_lr: float = 0.01
+    optimizer: str = "adam"         # adam | sgd
+    lr: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.99)
+    momentum: float = 0.5           # for sgd
+    lr_milestones: tuple[float, ...] = (0.6, 0.8)  # fractions of `outer`; x0.1 at each
+    distance: str = "mse"           # mse | l1 over conv-weight gradients
+    checkpoint_every: int = 5
+    explode_ratio: float = 1e4      # stop if an outer mean loss exceeds this x the first one
+
+
+def match_config(preset: str, kind: str, image_shape, **overrides) -> MatchConfig:
+    """The schedule for `kind` under `preset` ('quick' for a 2-core CPU, 'paper' for GPUs).
+
+    quick: a width-64 matching network; digits-sized (<= 16 px) images get 30 x 20 inner
+    iterations (HMN 5 IPC in ~5 min), larger ones 20 x 10 (HMN CIFAR 1 IPC in ~30 min), the
+    schedule that already shows HMN's advantage (shared/notes/feasibility-cifar10-mini.md). Adam for
+    every container: with so few steps IDC's SGD (lr 5e-3) barely moves the pixels.
+    paper: HMN App. C.2 -- 1000 outer x 200 inner, Adam lr 0.01 betas (0.9, 0.99), x0.1 at
+    600 and 800; pixel/idc: IDC -- 2000 x 100, SGD momentum 0.5, lr 5e-3.
+    """
+    if preset == "quick":
+        small = image_shape[-1] <= 16
+        cfg = MatchConfig(outer=30 if small else 20, inner=20 if small else 10, net_steps=5, net_width=64)
+    elif preset == "paper":
+        if kind == "hmn":
+            cfg = MatchConfig(outer=1000, inner=200, net_steps=30, checkpoint_every=10)
+        else:
+            cfg = MatchConfig(outer=2000, inner=100, net_steps=30, optimizer="sgd", lr=5e-3,
+                              checkpoint_every=20)
+    else:
+        raise ValueError(f"unknown preset {preset!r}; choose quick or paper")
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+# --------------------------------------------------------------------------- containers
+
+def _real_init(data: Dataset, n: int, gen: torch.Generator) -> torch.Tensor:
+    """(classes, n, C, H, W) random real training images."""
+    out = []
+    for c in range(data.num_classes):
+        x = data.class_images(c)
+        out.append(x[torch.randint(len(x), (n,), generator=gen)])
+    return torch.stack(out)
+
+
+def init_container(kind: str, data: Dataset, ipc: float, seed: int, over_budget: float = 0.0,
+                   instance_channels: int | None = None) -> Container:
+    """A container of `kind` at its initial point: real images for pixel/idc, N(0, 0.5^2) memories for hmn."""
+    gen = torch.Generator().manual_seed(seed)
+    if kind == "hmn":
+        shape = solve_hmn(data.image_shape, data.num_classes, ipc, over_budget=over_budget,
+                          instance_channels=instance_channels)
+        cont = HMN(**shape.hmn_kwargs())
+        cont.init_memories(gen)
+        return cont
+    if float(ipc) != int(ipc) or ipc < 1:
+        raise ValueError(f"a {kind} container stores whole images: --ipc must be a whole number >= 1, got {ipc}")
+    ipc = int(ipc)
+    if kind == "pixel":
+        cont = PixelContainer(data.num_classes, data.image_shape, ipc, kind="pixel")
+        with torch.no_grad():
+            cont.pixels.copy_(_real_init(data, ipc, gen))
+        return cont
+    if kind == "idc":
+        cont = IDCContainer(data.num_classes, data.image_shape, ipc, factor=2)
+        # IDC's "mix" init: each stored image tiles 4 real images downsized by 2
+        real = _real_init(data, 4 * ipc, gen)  # (K, 4n, C, H, W)
+        k, _, c, h, w = real.shape
+        small = F.interpolate(real.flatten(0, 1), scale_factor=0.5, mode="bilinear", align_corners=False)
+        small = small.view(k, 2, 2, ipc, c, h // 2, w // 2)  # (K, row, col, n, C, h, w)
+        tiled = small.permute(0, 3, 4, 1, 5, 2, 6).reshape(k, ipc, c, h, w)
+        with torch.no_grad():
+            cont.pixels.copy_(tiled)
+        return cont
+    raise ValueError(f"{kind!r} is not condensed by gradient matching (hmn, pixel, idc)")
+
+
+# --------------------------------------------------------------------------- the loop
+
+def gradient_distance(g_syn: list[torch.Tensor], g_real: list[torch.Tensor], kind: str) -> torch.Tensor:
+    if kind == "mse":
+        return sum(((a - b) ** 2).sum() for a, b in zip(g_syn, g_real))
+    if kind == "l1":
+        return sum((a - b).abs().sum() for a, b in zip(g_syn, g_real))
+    raise ValueError(f"unknown distance {kind!r}; choose mse or l1")
+
+
+def class_step_loss(container: Container, net, real: torch.Tensor, c: int, syn_idx: torch.Tensor,
+                    aug: Augment, gen: torch.Generator, distance: str) -> torch.Tensor:
+    """The gradient-matching loss of class c: one shared augmentation, conv-weight gradients."""
+    cls = torch.full((len(syn_idx),), c, dtype=torch.long, device=syn_idx.device)
+    syn = container.generate(cls, syn_idx)
+    both = aug(torch.cat([real, syn]), generator=gen, shared=True)
+    xr, xs = both[:len(real)], both[len(real):]
+    params = net.conv_weights()
+    yr = torch.full((len(xr),), c, dtype=torch.long, device=xr.device)
+    g_real = torch.autograd.grad(F.cross_entropy(net(xr), yr), params)
+    g_real = [g.detach() for g in g_real]
+    g_syn = torch.autograd.grad(F.cross_entropy(net(xs), cls), params, create_graph=True)
+    return gradient_distance(g_syn, g_real, distance)
+
+
+class Matcher:
+    """Runs the matching loop on one container; owns optimiser, schedule and checkpoints."""
+
+    def __init__(self, container: Container, data: Dataset, cfg: MatchConfig, seed: int = 0,
+                 device: str = "cpu", out: str | Path | None = None):
+        self.container, self.data, self.cfg, self.seed = container.to(device), data, cfg, seed
+        self.device, self.out = device, Path(out) if out is not None else None
+        params = [p for p in container.parameters() if p.requires_grad]
+        if cfg.optimizer == "adam":
+            self.opt = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
+        elif cfg.optimizer == "sgd":
+            self.opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+        else:
+            raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+        milestones = sorted({max(1, int(f * cfg.outer)) for f in cfg.lr_milestones})
+        self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones=milestones, gamma=0.1)
+        self.aug = Augment(flip=data.flip)
+        self.start = 0
+        self.losses: list[float] = []
+        self.seconds = 0.0
+        self.by_class = [data.class_images(c).to(device) for c in range(data.num_classes)]
+        lo = (0 - torch.tensor(data.mean)) / torch.tensor(data.std)
+        hi = (1 - torch.tensor(data.mean)) / torch.tensor(data.std)
+        self.pixel_range = (lo.view(-1, 1, 1).to(device), hi.view(-1, 1, 1).to(device))
+
+    # -- checkpoints ------------------------------------------------------------------
+    def state(self, outer: int) -> dict:
+        return {"outer": outer, "container": self.container.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "losses": torch.tensor(self.losses, dtype=torch.float64),
+                "seconds": self.seconds, "seed": self.seed, "config": str(asdict(self.cfg))}
+
+    def save_checkpoint(self, outer: int) -> Path | None:
+        if self.out is None:
+            return None
+        path = self.out / CHECKPOINT
+        st = self.state(outer)
+        atomic_write(path, lambda tmp: torch.save(st, tmp))
+        return path
+
+    def load_checkpoint(self) -> bool:
+        path = self.out / CHECKPOINT if self.out is not None else None
+        if path is None or not path.is_file():
+            return False
+        st = torch.load(path, map_location=self.device, weights_only=True)  # tensors only, no code
+        if st["config"] != str(asdict(self.cfg)) or st["seed"] != self.seed:
+            raise ValueError(f"{path} was written by a run with other settings; remove it or match them "
+                             f"(seed {st['seed']}, config {st['config']})")
+        self.container.load_state_dict(st["container"])
+        self.opt.load_state_dict(st["optimizer"])
+        self.sched.load_state_dict(st["scheduler"])
+        self.losses = [float(v) for v in st["losses"]]
+        self.seconds, self.start = float(st["seconds"]), int(st["outer"])
+        return True
+
+    # -- one outer iteration ----------------------------------------------------------
+    def _generator(self, outer: int) -> torch.Generator:
+        s = self.seed * 1_000_003 + outer
+        torch.manual_seed(s)  # the network's initialisation
+        return torch.Generator().manual_seed(s)
+
+    def _syn_indices(self, gen: torch.Generator) -> torch.Tensor:
+        k = self.container.instances_per_class
+        if k <= self.cfg.syn_batch:
+            return torch.arange(k, device=self.device)
+        return torch.randperm(k, generator=gen)[:self.cfg.syn_batch].to(self.device)
+
+    def _train_net(self, net, net_opt, gen: torch.Generator) -> None:
+        x, y = self.data.x_train, self.data.y_train
+        for _ in range(self.cfg.net_steps):
+            idx = torch.randint(len(x), (self.cfg.real_batch,), generator=gen)
+            xb = self.aug(x[idx].to(self.device), generator=gen)
+            xb, ya, yb, lam = cutmix(xb, y[idx].to(self.device), generator=gen)
+            out = net(xb)
+            loss = lam * F.cross_entropy(out, ya) + (1 - lam) * F.cross_entropy(out, yb)
+            net_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            net_opt.step()
+
+    def outer_iteration(self, outer: int) -> float:
+        gen = self._generator(outer)
+        net = build_convnet(self.data.image_shape, self.data.num_classes, width=self.cfg.net_width).to(self.device)
+        net_opt = torch.optim.SGD(net.parameters(), lr=self.cfg.net_lr, momentum=0.9, weight_decay=5e-4)
+        total, count = 0.0, 0
+        for _ in range(self.cfg.inner):
+            net.train()
+            for c in range(self.data.num_classes):
+                real_c = self.by_class[c]
+                real = real_c[torch.randint(len(real_c), (self.cfg.real_batch,), generator=gen)]
+                loss = class_step_loss(self.container, net, real, c, self._syn_indices(gen), self.aug, gen,
+                                       self.cfg.distance)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                total, count = total + loss.item(), count + 1
+            self._train_net(net, net_opt, gen)
+        self._project()
+        self.sched.step()
+        return total / max(1, count)
+
+    @torch.no_grad()
+    def _project(self) -> None:
+        """Pixel containers stay valid images: clamp to the [0, 1] pixel range (IDC)."""
+        if isinstance(self.container, (PixelContainer, IDCContainer)):
+            lo, hi = self.pixel_range
+            self.container.pixels.copy_(torch.maximum(torch.minimum(self.container.pixels, hi), lo))
+
+    def _check(self, outer: int, loss: float) -> None:
+        where = f"at outer iteration {outer + 1}"
+        saved = f"; the last good checkpoint is {self.out / CHECKPOINT}" if self.out else ""
+        if not math.isfinite(loss):
+            raise ConvergenceError(f"matching loss became {loss} {where}{saved}. Lower the learning rate.")
+        if self.losses and loss > self.cfg.explode_ratio * max(self.losses[0], 1e-12):
+            raise ConvergenceError(f"matching loss exploded to {loss:.3g} (first {self.losses[0]:.3g}) "
+                                   f"{where}{saved}. Lower the learning rate.")
+
+    def run(self, progress: bool = True, stop_after: int | None = None) -> list[float]:
+        """Run (or continue) the schedule; `stop_after` ends early after that many outer iterations."""
+        end = self.cfg.outer if stop_after is None else min(self.cfg.outer, stop_after)
+        bar = tqdm(range(self.start, end), initial=self.start, total=self.cfg.outer, desc="condense",
+                   disable=None if progress else True, file=sys.stderr)
+        outer = self.start
+        try:
+            for outer in bar:
+                t0 = time.time()
+                loss = self.outer_iteration(outer)
+                self._check(outer, loss)
+                self.losses.append(loss)
+                self.seconds += time.time() - t0
+                bar.set_postfix(loss=f"{loss:.4g}")
+                if (outer + 1) % self.cfg.checkpoint_every == 0 or outer + 1 == end:
+                    self.save_checkpoint(outer + 1)
+        except KeyboardInterrupt:
+            path = self.save_checkpoint(outer)
+            raise KeyboardInterrupt(f"interrupted; checkpoint written to {path}: rerun with --resume") from None
+        finally:
+            bar.close()
+        self.start = end
+        return self.losses
+
+
+def condense_matching(data: Dataset, kind: str, ipc: float, *, seed: int = 0, device: str = "cpu",
+                      out: str | Path | None = None, progress: bool = True, preset: str = "quick",
+                      resume: bool = False, over_budget: float = 0.0, instance_channels: int | None = None,
+                      **overrides):
+    """Initialise a `kind` container for `ipc` and condense it; returns (container, order, report)."""
+    cfg = match_config(preset, kind, data.image_shape, **overrides)
+    container = init_container(kind, data, ipc, seed, over_budget=over_budget, instance_channels=instance_channels)
+    m = Matcher(container, data, cfg, seed=seed, device=device, out=out)
+    resumed = resume and m.load_checkpoint()
+    if resume and not resumed:
+        print(f"no checkpoint in {out}; starting from scratch", file=sys.stderr)
+    m.run(progress=progress)
+    k = container.instances_per_class
+    report = {"match_config": asdict(cfg), "preset": preset, "loss_curve": m.losses,
+              "matching_seconds": round(m.seconds, 2), "resumed": bool(resumed)}
+    return container, [list(range(k)) for _ in range(data.num_classes)], report

@@ -1,0 +1,126 @@
+"""HMN container, budget solver, and the gradient-matching loop."""
+
+import pytest
+import torch
+
+from edgecond.budget import TABLE7, BudgetError, solve_hmn
+from edgecond.containers.hmn import HMN
+from edgecond.matching import ConvergenceError, Matcher, init_container, match_config
+
+TINY = dict(outer=2, inner=2, net_steps=1, real_batch=16, syn_batch=16, net_width=16, checkpoint_every=1)
+
+
+@pytest.mark.parametrize("key", sorted(TABLE7))
+def test_table7_presets_fit_and_match_the_paper(key):
+    c, h, classes, ipc = key
+    shape = solve_hmn((c, h, h), classes, ipc)
+    assert shape.instances == TABLE7[key][2]  # the paper's #instance-level memories
+    budget = ipc * c * h * h * classes
+    assert shape.total_floats <= budget
+    if classes <= 10:  # build the small ones and count what torch really stores
+        assert HMN(**shape.hmn_kwargs()).stored_floats() == shape.total_floats
+
+
+@pytest.mark.parametrize("image_shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)])
+@pytest.mark.parametrize("classes", [2, 10, 100])
+@pytest.mark.parametrize("ipc", [2, 5, 10, 50])
+def test_solver_never_exceeds_budget(image_shape, classes, ipc):
+    budget = ipc * image_shape[0] * image_shape[1] * image_shape[2] * classes
+    try:
+        shape = solve_hmn(image_shape, classes, ipc)
+    except BudgetError:
+        return
+    assert shape.instances >= 1 and shape.total_floats <= budget
+    assert shape.memory_size * 2 ** (len(shape.hidden) + 1) == image_shape[1]
+    if classes == 2 and image_shape[1] <= 32:
+        hmn = HMN(**shape.hmn_kwargs())
+        assert hmn.stored_floats() == shape.total_floats <= budget
+        assert hmn.generate(torch.tensor([1]), torch.tensor([0])).shape == (1, *image_shape)
+
+
+def test_solver_refuses_clearly():
+    with pytest.raises(BudgetError, match=r"no HMN fits 1 IPC.*needs .* floats.*Raise --ipc"):
+        solve_hmn((1, 8, 8), 10, 1)
+    with pytest.raises(BudgetError, match="square"):
+        solve_hmn((3, 32, 16), 10, 10)
+
+
+def test_over_budget_adds_instances_only():
+    base, over = solve_hmn((3, 32, 32), 10, 10), solve_hmn((3, 32, 32), 10, 10, over_budget=0.1)
+    assert over.instances > base.instances and over.shared_floats == base.shared_floats
+    assert over.total_floats <= 1.1 * 10 * 3 * 32 * 32 * 10
+
+
+@pytest.mark.parametrize("kind", ["hmn", "pixel", "idc"])
+def test_image_depends_on_its_index_alone(digits, kind):
+    cont = init_container(kind, digits, 5, seed=0)
+    k = cont.instances_per_class
+    with torch.no_grad():
+        full, labels = cont.images()
+        for c, i in [(0, 0), (3, k - 1), (9, k // 2)]:
+            alone = cont.generate(torch.tensor([c]), torch.tensor([i]))
+            assert torch.allclose(alone[0], full[c * k + i], atol=1e-6)
+            batch = cont.generate(torch.tensor([5, c, 2]), torch.tensor([1, i, 0]))
+            assert torch.allclose(batch[1], alone[0], atol=1e-6)
+        prefix, _ = cont.images(per_class=2)
+        assert torch.allclose(prefix.view(10, 2, *prefix.shape[1:]), full.view(10, k, *full.shape[1:])[:, :2], atol=1e-6)
+
+
+def test_budgets_of_matching_containers(digits):
+    for kind in ("pixel", "idc"):
+        assert init_container(kind, digits, 3, 0).stored_floats() == 3 * 10 * 64
+    assert init_container("hmn", digits, 5, 0).stored_floats() <= 5 * 10 * 64
+    with pytest.raises(ValueError, match="whole number"):
+        init_container("pixel", digits, 2.5, 0)
+
+
+def test_idc_crop_order(digits):
+    cont = init_container("idc", digits, 2, 0)
+    n = 2
+    with torch.no_grad():
+        # instance i is crop i // n of stored image i % n: instance 1 is stored image 1's top-left
+        x = cont.generate(torch.tensor([0]), torch.tensor([1]))
+        tl = cont.pixels[0, 1, :, :4, :4][None]
+        ref = torch.nn.functional.interpolate(tl, size=(8, 8), mode="bilinear", align_corners=False)
+        assert torch.allclose(x, ref)
+    assert cont.instances_per_class == 4 * n
+
+
+def test_short_run_lowers_matching_loss(digits):
+    cont = init_container("hmn", digits, 5, seed=0)
+    m = Matcher(cont, digits, match_config("quick", "hmn", digits.image_shape, outer=4, inner=3, net_steps=1))
+    losses = m.run(progress=False)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_resume_equals_uninterrupted(digits, tmp_path):
+    cfg = match_config("quick", "hmn", digits.image_shape, **TINY)
+    straight = init_container("hmn", digits, 5, seed=1)
+    Matcher(straight, digits, cfg, seed=1).run(progress=False)
+
+    first = init_container("hmn", digits, 5, seed=1)
+    Matcher(first, digits, cfg, seed=1, out=tmp_path).run(progress=False, stop_after=1)
+    resumed = init_container("hmn", digits, 5, seed=1)
+    m = Matcher(resumed, digits, cfg, seed=1, out=tmp_path)
+    assert m.load_checkpoint() and m.start == 1
+    m.run(progress=False)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_checkpoint_from_other_settings_is_refused(digits, tmp_path):
+    cfg = match_config("quick", "pixel", digits.image_shape, **TINY)
+    Matcher(init_container("pixel", digits, 1, 0), digits, cfg, out=tmp_path).run(progress=False, stop_after=1)
+    other = match_config("quick", "pixel", digits.image_shape, **{**TINY, "inner": 3})
+    with pytest.raises(ValueError, match="other settings"):
+        Matcher(init_container("pixel", digits, 1, 0), digits, other, out=tmp_path).load_checkpoint()
+
+
+def test_nan_stops_with_clear_message(digits, tmp_path):
+    cont = init_container("hmn", digits, 5, seed=0)
+    with torch.no_grad():
+        cont.class_memory[0, 0, 0, 0] = float("nan")
+    m = Matcher(cont, digits, match_config("quick", "hmn", digits.image_shape, **TINY), out=tmp_path)
+    with pytest.raises(ConvergenceError, match="became nan at outer iteration 1"):
+        m.run(progress=False)
