@@ -208,4 +208,4 @@ def info(file, as_json):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -16,7 +16,7 @@ from .containers import Container
 from .coreset import herding_coreset, random_coreset
 from .data import Dataset
 from .io import atomic_write_text, container_meta, save_container
-from .plots import sample_grid
+from .plots import line_plot, sample_grid
 
 CORESET_KINDS = ("random", "herding")
 
@@ -76,5 +76,10 @@ def write_run(result: CondenseResult, data: Dataset, out: Path) -> None:
     x, y = result.container.images(per_class=min(10, result.container.instances_per_class))
     sample_grid(data.to_pixels(x), y, data.classes, out / "samples.png",
                 title=f"{result.meta['kind']} on {data.name}, {result.meta['budget_ipc']:g} IPC budget")
+    curve = result.report.get("loss_curve")
+    if curve:
+        line_plot({"matching loss": (list(range(1, len(curve) + 1)), curve, None)}, out / "loss.png",
+                  xlabel="outer iteration", ylabel="mean gradient distance",
+                  title=f"{result.meta['kind']} on {data.name}")
     atomic_write_text(out / "report.json", json.dumps(result.report, indent=2))
 

@@ -1,0 +1,96 @@
+"""Containers at equal budget: random, herding, pixel, idc and hmn, condensed with the quick preset.
+
+    python benchmarks/condense.py                                   # digits 2/5 IPC, cifar10_mini 1/10 IPC
+    python benchmarks/condense.py --datasets digits --kinds random,hmn --seeds 2
+
+Each container is made by the `edgecond condense` CLI in its own process (so its wall time
+and peak RSS are its own) under benchmarks/runs/, then evaluated here with the quick
+evaluation protocol over --seeds seeds. Finished rows are cached in
+results/condense.json and skipped on a rerun (--fresh to redo them); an interrupted
+condensation resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from common import RESULTS, dataset_names, fmt, short, write
+from edgecond.data import load_dataset
+from edgecond.evaluation import eval_config, evaluate_images
+from edgecond.io import load_container
+
+IPCS = {"digits": [2, 5], "cifar10_mini": [1, 10]}
+RUNS = Path(__file__).resolve().parent / "runs"
+
+
+def condense_cli(dataset: str, kind: str, ipc: int, seed: int, threads: int) -> dict:
+    out = RUNS / f"{short(dataset)}-{kind}-ipc{ipc}-s{seed}"
+    if not (out / "container.safetensors").is_file():
+        cmd = [sys.executable, "-m", "edgecond.cli", "condense", "--dataset", dataset, "--container", kind,
+               "--ipc", str(ipc), "--seed", str(seed), "--out", str(out), "--threads", str(threads), "--resume"]
+        print("$", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+    return {"dir": str(out), **json.loads((out / "report.json").read_text())}
+
+
+KINDS = ["random", "herding", "pixel", "idc", "hmn"]
+
+
+def order(key):
+    dataset, ipc, kind = key
+    return (dataset != "digits", dataset, ipc, KINDS.index(kind) if kind in KINDS else 99)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="digits,cifar10_mini")
+    ap.add_argument("--kinds", default="random,herding,pixel,idc,hmn")
+    ap.add_argument("--ipcs", default=None, help="override the per-dataset IPCs, e.g. 5")
+    ap.add_argument("--seeds", type=int, default=3, help="evaluation seeds per container")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--fresh", action="store_true", help="ignore cached rows")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cache_file = RESULTS / "condense.json"
+    cached = {} if args.fresh or not cache_file.is_file() else \
+        {(r["dataset"], r["ipc"], r["method"]): r for r in json.loads(cache_file.read_text())["rows"]}
+    cfg = eval_config("quick")
+    results = dict(cached)  # (dataset, ipc, method) -> row; rows of other runs are kept
+    for name in dataset_names(args.datasets.split(",")):
+        data = load_dataset(name)
+        ipcs = [int(v) for v in args.ipcs.split(",")] if args.ipcs else IPCS[short(name)]
+        for ipc in ipcs:
+            for kind in args.kinds.split(","):
+                key = (short(name), ipc, kind)
+                if key in cached and cached[key]["seeds"] == list(range(args.seeds)):
+                    continue
+                rep = condense_cli(name, kind, ipc, seed=0, threads=args.threads)
+                cont, _ = load_container(rep["dir"])
+                x, y = cont.images()
+                ev = evaluate_images(x, y, data, cfg, seeds=args.seeds, progress=False)
+                results[key] = ({"dataset": key[0], "ipc": ipc, "method": kind, **ev,
+                             "images_per_class": rep["instances_per_class"], "stored_floats": rep["stored_floats"],
+                             "budget_floats": rep["budget_floats"], "condense_seconds": rep["condense_seconds"],
+                             "peak_rss_mb": rep["peak_rss_mb"]})
+                rows = [results[k] for k in sorted(results, key=order)]
+                print(*key, fmt(ev["accuracy_mean"], ev["accuracy_std"]), f"{rep['condense_seconds']:.0f}s", flush=True)
+                write("condense", {"seeds": args.seeds, "eval": cfg.__dict__, "rows": rows}, "(partial)")
+
+    rows = [results[k] for k in sorted(results, key=order)]
+    table = ("| dataset | IPC | container | images/class | stored / budget floats | test accuracy (%) | "
+             "condense time (s) | peak RSS (MB) |\n|---|---|---|---|---|---|---|---|\n")
+    table += "\n".join(
+        f"| {r['dataset']} | {r['ipc']} | {r['method']} | {r['images_per_class']} | "
+        f"{r['stored_floats']:,} / {r['budget_floats']:,} | {fmt(r['accuracy_mean'], r['accuracy_std'])} | "
+        f"{r['condense_seconds']:.0f} | {r['peak_rss_mb']:.0f} |" for r in rows)
+    write("condense", {"seeds": args.seeds, "eval": cfg.__dict__, "rows": rows}, table)
+
+
+if __name__ == "__main__":
+    main()
