@@ -181,6 +181,37 @@ def evaluate(container, dataset, classes, seeds, preset, steps, full, per_class,
 
 
 @main.command()
+@click.argument("container", type=click.Path(exists=True))
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), required=True, help="Where to write the ONNX model.")
+@click.option("--fp16", "precision", flag_value="fp16", help="Store weights and memories in half precision.")
+@click.option("--int8", "precision", flag_value="int8",
+              help="Store weights and memories as int8 with per-channel scales (weight-only DequantizeLinear).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def export(container, onnx_path, precision, as_json):
+    """Export CONTAINER to an ONNX model the device regenerates images from (onnxruntime only).
+
+    \b
+    The model maps (class_index, instance_index) int64 vectors to the normalised images
+    `evaluate` trains on. Nothing is written unless onnxruntime matches torch on every
+    instance (fp32: within 1e-5). Example:
+      edgecond export runs/digits-hmn --onnx digits-hmn.onnx
+      edgecond-device regenerate digits-hmn.onnx --per-class 5 --out exemplars --format png
+    """
+    from .export import ExportError, export_container
+    from .io import ContainerFileError
+
+    try:
+        res = export_container(container, onnx_path, precision=precision or "fp32")
+    except (ContainerFileError, ExportError, ValueError) as e:
+        _fail(e)
+    if as_json:
+        click.echo(json.dumps(res))
+    else:
+        click.echo(f"wrote {res['path']}: {res['bytes']:,} bytes ({res['precision']}; container budget "
+                   f"{res['budget_bytes']:,} bytes fp32), max |onnxruntime - torch| = {res['max_abs_error']:.2g}")
+
+
+@main.command()
 @click.argument("file", type=click.Path(exists=True))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def info(file, as_json):

@@ -23,3 +23,8 @@ for kind in ("hmn", "random"):
     print(f"| {kind} | {info['instances_per_class']} | {100 * r['accuracy_mean']:.1f} ± {100 * r['accuracy_std']:.1f} % |")
 print(f"\nHMN samples: {out}/hmn/samples.png   loss curve: {out}/hmn/loss.png")
 PY
+
+# Deploy: export the HMN to ONNX and regenerate its images with the torch-free device runtime.
+"$BIN/edgecond" export "$OUT/hmn" --onnx "$OUT/digits-hmn.onnx"
+"$BIN/edgecond-device" regenerate "$OUT/digits-hmn.onnx" --per-class 10 --out "$OUT/device" --format png
+echo "device-regenerated exemplars: $OUT/device/grid.png"

@@ -28,9 +28,14 @@ class Container(nn.Module):
     def instances_per_class(self) -> int:
         raise NotImplementedError
 
+    def _generate(self, classes: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
+        """Images for valid index pairs; traceable (gathers by index_select) so it exports to ONNX."""
+        raise NotImplementedError
+
     def generate(self, classes: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
         """Images (N, C, H, W) for the pairs (classes[n], instances[n]); each depends on its pair alone."""
-        raise NotImplementedError
+        self.check_indices(classes, instances)
+        return self._generate(classes, instances)
 
     def config(self) -> dict:
         """JSON-able keyword arguments that rebuild this container's structure."""

@@ -67,7 +67,7 @@ class HMN(Container):
 
     def features(self, classes: torch.Tensor) -> torch.Tensor:
         """f_c(m_D) for each class in `classes`: (N, F, s, s)."""
-        md = self.dataset_memory.expand(len(classes), -1, -1, -1)
+        md = self.dataset_memory.expand(classes.shape[0], -1, -1, -1)
         if not self.fc_channels:
             return md
         w = self.fc_weight.index_select(0, classes)  # (N, Cd, F)
@@ -81,8 +81,7 @@ class HMN(Container):
         mi = self.instance_memory.flatten(0, 1).index_select(0, classes * n + instances)
         return torch.cat([self.features(classes), mc, mi], dim=1)
 
-    def generate(self, classes: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
-        self.check_indices(classes, instances)
+    def _generate(self, classes: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.code(classes, instances))
 
     def config(self) -> dict:

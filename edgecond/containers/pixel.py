@@ -27,9 +27,9 @@ class PixelContainer(Container):
     def instances_per_class(self) -> int:
         return self.pixels.shape[1]
 
-    def generate(self, classes, instances):
-        self.check_indices(classes, instances)
-        return self.pixels[classes, instances]
+    def _generate(self, classes, instances):
+        n = self.instances_per_class
+        return self.pixels.flatten(0, 1).index_select(0, classes * n + instances)
 
     def config(self) -> dict:
         return {"num_classes": self.num_classes, "image_shape": list(self.image_shape),
@@ -65,16 +65,14 @@ class IDCContainer(Container):
     def instances_per_class(self) -> int:
         return self.pixels.shape[1] * self.factor ** 2
 
-    def generate(self, classes, instances):
-        self.check_indices(classes, instances)
+    def _generate(self, classes, instances):
         n, f = self.pixels.shape[1], self.factor
-        _, h, w = self.image_shape
-        stored = self.pixels[classes, instances % n]  # (N, C, H, W)
-        pos = instances // n
-        # gather each image's crop: split into f x f tiles, pick tile `pos`
-        tiles = stored.unfold(2, h // f, h // f).unfold(3, w // f, w // f)  # N,C,f,f,h/f,w/f
-        tiles = tiles.reshape(len(stored), stored.shape[1], f * f, h // f, w // f)
-        crop = tiles[torch.arange(len(stored)), :, pos]  # N, C, h/f, w/f
+        c, h, w = self.image_shape
+        stored = self.pixels.flatten(0, 1).index_select(0, classes * n + instances % n)  # (N, C, H, W)
+        # tiles in row-major crop order: (N, C, f, h/f, f, w/f) -> (N * f*f, C, h/f, w/f)
+        tiles = stored.reshape(-1, c, f, h // f, f, w // f).permute(0, 2, 4, 1, 3, 5).reshape(-1, c, h // f, w // f)
+        pick = torch.arange(stored.shape[0], device=stored.device) * (f * f) + instances // n
+        crop = tiles.index_select(0, pick)
         return F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)
 
     def config(self) -> dict:

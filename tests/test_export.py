@@ -1,0 +1,167 @@
+"""ONNX export and the device runtime, for every container kind (registry-driven)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+
+from edgecond.condense import condense
+from edgecond.containers import CONTAINER_CLASSES
+from edgecond.export import export_onnx
+from edgecond.io import save_container
+from edgecond.matching import init_container
+from edgecond_device import ModelError, Regenerator, to_uint8
+from edgecond_device.cli import main as device_main
+
+MATCHED = ["hmn", "pixel", "idc"]
+
+
+def _container(kind, digits):
+    if kind in ("random", "herding"):
+        return condense(digits, kind, 2, progress=False)
+    res = condense(digits, "random", 2, progress=False)  # borrow its meta
+    cont = init_container(kind, digits, 5 if kind == "hmn" else 2, seed=0)
+    return type(res)(cont.eval(), {**res.meta, "kind": kind, "budget_ipc": 5 if kind == "hmn" else 2,
+                                   "budget_floats": (5 if kind == "hmn" else 2) * 640,
+                                   "instance_order": None})
+
+
+@pytest.fixture(scope="module")
+def exported(digits, tmp_path_factory):
+    out = {}
+    for kind in CONTAINER_CLASSES:
+        d = tmp_path_factory.mktemp(f"onnx-{kind}")
+        res = _container(kind, digits)
+        src = save_container(d, res.container, res.meta)
+        summary = export_onnx(res.container, res.meta, d / "model.onnx", source=src)
+        out[kind] = (res, d / "model.onnx", summary)
+    return out
+
+
+@pytest.mark.parametrize("kind", sorted(CONTAINER_CLASSES))
+def test_device_images_equal_evaluation_images(exported, kind):
+    res, path, summary = exported[kind]
+    assert summary["max_abs_error"] <= 1e-5
+    x_eval, y_eval = res.container.images()  # exactly what `evaluate` trains on
+    images, labels = Regenerator(path).generate(batch_size=7)  # streamed in odd batches
+    np.testing.assert_allclose(images, x_eval.numpy(), atol=1e-5, rtol=0)
+    assert np.array_equal(labels, y_eval.numpy())
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+
+
+@pytest.mark.parametrize("kind", sorted(CONTAINER_CLASSES))
+def test_prefix_and_metadata_survive_export(exported, kind):
+    res, path, _ = exported[kind]
+    r = Regenerator(path)
+    k = res.container.instances_per_class
+    assert r.instances_per_class == k and r.classes == res.meta["classes"]
+    sub, lab = r.generate(classes=[2, "7"], per_class=1)
+    ref = res.container.generate(torch.tensor([2, 7]), torch.tensor([0, 0])).detach().numpy()
+    np.testing.assert_allclose(sub, ref, atol=1e-5)
+    assert lab.tolist() == [2, 7]
+    assert r.meta["source_sha256"] and len(r.meta["source_sha256"]) == 64
+    order = r.meta["instance_order"]
+    assert order == "identity" or order == res.meta["instance_order"]
+
+
+def test_model_size_tracks_budget(digits, tmp_path):
+    """fp32 model bytes = stored floats x 4 + a fixed overhead; fp16 about half the tensor bytes."""
+    cont = init_container("hmn", digits, 10, seed=0)
+    meta = {"classes": digits.classes, "image_shape": [1, 8, 8], "mean": digits.mean, "std": digits.std,
+            "budget_ipc": 10, "budget_floats": 6400, "kind": "hmn"}
+    s32 = export_onnx(cont, meta, tmp_path / "a.onnx")
+    s16 = export_onnx(cont, meta, tmp_path / "b.onnx", precision="fp16")
+    s8 = export_onnx(cont, meta, tmp_path / "c.onnx", precision="int8")
+    tensor_bytes = 4 * cont.stored_floats()
+    assert tensor_bytes <= s32["bytes"] <= tensor_bytes * 1.05 + 8192
+    assert s16["bytes"] < s32["bytes"] - 0.4 * tensor_bytes
+    assert s8["bytes"] < s16["bytes"]
+    assert s16["max_abs_error"] < 1e-2 and s8["max_abs_error"] < 0.2
+
+
+def test_device_runtime_never_imports_torch(exported, tmp_path):
+    _, path, _ = exported["hmn"]
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "torch.py").write_text("raise ImportError('torch is not on this device')\n")
+    code = ("import sys; from edgecond_device import Regenerator; r = Regenerator(sys.argv[1]); "
+            "x, y = r.generate(per_class=2); assert 'torch' not in sys.modules; print(x.shape)")
+    env = {**os.environ, "PYTHONPATH": f"{blocker}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    out = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "(20, 1, 8, 8)" in out.stdout
+
+
+def test_device_errors(exported, tmp_path):
+    _, path, _ = exported["hmn"]
+    with pytest.raises(ModelError, match="no such model"):
+        Regenerator(tmp_path / "absent.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not onnx at all")
+    with pytest.raises(ModelError, match="not a loadable ONNX"):
+        Regenerator(junk)
+    m = onnx.load(str(path))
+    del m.metadata_props[:]
+    onnx.save(m, str(tmp_path / "plain.onnx"))
+    with pytest.raises(ModelError, match="without edgecond metadata"):
+        Regenerator(tmp_path / "plain.onnx")
+    meta = json.loads(onnx.load(str(path)).metadata_props[0].value)
+    m = onnx.load(str(path))
+    onnx.helper.set_model_props(m, {"edgecond": json.dumps({**meta, "format_version": 9})})
+    onnx.save(m, str(tmp_path / "future.onnx"))
+    with pytest.raises(ModelError, match="format version 9"):
+        Regenerator(tmp_path / "future.onnx")
+    r = Regenerator(path)
+    with pytest.raises(ModelError, match="class 12 is not in this model"):
+        r.generate(classes=[12])
+    with pytest.raises(ModelError, match="'cat' is not in this model"):
+        r.generate(classes=["cat"])
+    with pytest.raises(ModelError, match=f"asked for 999 images per class but this model holds {r.instances_per_class}"):
+        r.generate(per_class=999)
+    with pytest.raises(ModelError, match="per_class must be an int"):
+        r.generate(per_class=2.5)
+    with pytest.raises(ModelError, match="sequence"):
+        r.generate(classes=3)
+    with pytest.raises(ModelError, match="1-D integer"):
+        r.run(np.array([0.5]), np.array([0]))
+
+
+def test_device_cli(exported, tmp_path):
+    _, path, _ = exported["hmn"]
+    run = CliRunner()
+    res = run.invoke(device_main, ["regenerate", str(path), "--per-class", "3", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    z = np.load(tmp_path / "o" / "exemplars.npz", allow_pickle=False)
+    assert z["pixels"].shape == (30, 8, 8, 1) and z["pixels"].dtype == np.uint8
+    assert np.array_equal(z["pixels"], to_uint8(z["images"], *_norm(path)))
+    res = run.invoke(device_main, ["regenerate", str(path), "--per-class", "2", "--out", str(tmp_path / "p"),
+                                   "--format", "png", "--classes", "0,9"])
+    assert res.exit_code == 0, res.output
+    pngs = sorted(p.relative_to(tmp_path / "p").as_posix() for p in (tmp_path / "p").rglob("*.png"))
+    assert pngs == ["000_0/00000.png", "000_0/00001.png", "009_9/00000.png", "009_9/00001.png", "grid.png"]
+    res = run.invoke(device_main, ["regenerate", str(path), "--per-class", "999", "--out", str(tmp_path / "q")])
+    assert res.exit_code != 0 and "holds" in res.output and not (tmp_path / "q").exists()
+    res = run.invoke(device_main, ["info", str(path), "--json"])
+    assert json.loads(res.stdout)["kind"] == "hmn"
+
+
+def _norm(path):
+    r = Regenerator(path)
+    return r.mean, r.std
+
+
+def test_edgecond_export_cli(tmp_path, digits):
+    from edgecond.cli import main
+
+    res = condense(digits, "random", 1, out=tmp_path / "run", progress=False)
+    out = CliRunner().invoke(main, ["export", str(tmp_path / "run"), "--onnx", str(tmp_path / "m.onnx"), "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["max_abs_error"] == 0.0
+    assert Regenerator(tmp_path / "m.onnx").instances_per_class == res.container.instances_per_class
