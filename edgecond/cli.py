@@ -84,6 +84,12 @@ def main():
               help="quick: sized for minutes on a CPU; paper: the papers' schedules (GPU).")
 @click.option("--classes", default=None, help="Comma-separated class indices to keep, e.g. 0,1.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the selection/condensation and the val split.")
+@click.option("--over-budget", type=float, default=0.1, show_default=True,
+              help="hmn with --prune: condense with this much more budget for instance memories, then prune back.")
+@click.option("--prune", type=click.Choice(["double-end", "easy", "random", "none"]), default="none",
+              show_default=True,
+              help="hmn: prune an over-budget HMN back to the budget by AUM (double-end: HMN Algorithm 1, "
+                   "beta chosen on the validation split); none: condense within the budget.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt if present.")
 @click.option("--instance-channels", type=int, default=None,
               help="hmn: channels of each instance memory (default: Table 7 / derived from the budget).")
@@ -91,8 +97,8 @@ def main():
               help="Gradient distance (default mse; the papers use l1 for MNIST-like and 100+ class data).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @with_data_options
-def condense(dataset, ipc, kind, out, preset, classes, seed, resume, instance_channels, distance, device,
-             data_root, download, threads):
+def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune, resume, instance_channels,
+             distance, device, data_root, download, threads):
     """Condense DATASET into a container of KIND within an IPC budget.
 
     \b
@@ -110,7 +116,7 @@ def condense(dataset, ipc, kind, out, preset, classes, seed, resume, instance_ch
     _log(f"{data.name}: {data.num_classes} classes, {len(data.x_train)} train / {len(data.x_val)} val / "
          f"{len(data.x_test)} test images of shape {data.image_shape}")
     opts = {} if kind in ("random", "herding") else {
-        "preset": preset, "resume": resume, "distance": distance,
+        "preset": preset, "resume": resume, "distance": distance, "over_budget": over_budget, "prune": prune,
         **({"instance_channels": instance_channels} if kind == "hmn" else {})}
     try:
         res = run(data, kind, ipc, seed=seed, device=device, out=out, **opts)

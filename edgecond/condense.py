@@ -16,7 +16,7 @@ from .containers import Container
 from .coreset import herding_coreset, random_coreset
 from .data import Dataset
 from .io import atomic_write_text, container_meta, save_container
-from .plots import line_plot, sample_grid
+from .plots import histogram, line_plot, sample_grid
 
 CORESET_KINDS = ("random", "herding")
 
@@ -64,10 +64,32 @@ def condense(data: Dataset, kind: str, ipc: float, *, seed: int = 0, device: str
     report = {**meta, "parts": container.parts(), "condense_seconds": round(time.time() - t0, 2),
               "peak_rss_mb": round(peak_rss_mb(), 1), **extra}
     report.pop("instance_order")
+    figures = report.get("pruning", {}).pop("figures", None)
+    if "pruning" in report:
+        meta["pruning"] = {k: v for k, v in report["pruning"].items() if k not in ("aum",)}
     result = CondenseResult(container.cpu().eval(), meta, report)
     if out is not None:
         write_run(result, data, Path(out))
+        if figures:
+            write_pruning_figures(report["pruning"], figures, data, Path(out))
     return result
+
+
+def write_pruning_figures(pruning: dict, figures: dict, data: Dataset, out: Path) -> None:
+    """aum.png (AUM distribution, the paper's Fig. 9) and pruned.png (lowest/highest AUM, Fig. 10)."""
+    import numpy as np
+    import torch
+
+    aum = np.asarray(pruning["aum"]["per_instance"]).ravel()
+    histogram(aum, out / "aum.png", xlabel="AUM (area under the margin)",
+              title=f"AUM of {len(aum)} generated images; {pruning['method']} pruning, beta={pruning['beta']}")
+    (lo, ylo), (hi, yhi) = figures["lowest"], figures["highest"]
+    k = int((ylo == 0).sum())
+    # interleave per class: k lowest then k highest in one row
+    x = torch.cat([torch.cat([lo[ylo == c], hi[yhi == c]]) for c in range(data.num_classes)])
+    y = torch.arange(data.num_classes).repeat_interleave(2 * k)
+    sample_grid(data.to_pixels(x), y, data.classes, out / "pruned.png", per_class=2 * k,
+                title=f"per class: {k} lowest-AUM images (left), {k} highest-AUM images (right)")
 
 
 def write_run(result: CondenseResult, data: Dataset, out: Path) -> None:

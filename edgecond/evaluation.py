@@ -69,8 +69,12 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 
 def train_classifier(x: torch.Tensor, y: torch.Tensor, image_shape, num_classes: int,
                      cfg: EvalConfig, seed: int, flip: bool, device: str = "cpu",
-                     progress: bool = True, desc: str = "train") -> torch.nn.Module:
-    """Train a fresh ConvNet on (x, y) with the protocol's recipe; returns it in eval mode."""
+                     progress: bool = True, desc: str = "train", on_step=None) -> torch.nn.Module:
+    """Train a fresh ConvNet on (x, y) with the protocol's recipe; returns it in eval mode.
+
+    `on_step(step, model)`, if given, is called after every optimiser step (e.g. to record
+    training dynamics such as AUM margins).
+    """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = build_convnet(image_shape, num_classes, width=cfg.width, depth=cfg.depth).to(device)
@@ -83,7 +87,7 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, image_shape, num_classes:
     order = torch.randperm(len(x), generator=gen)
     pos = 0
     model.train()
-    for _ in tqdm(range(steps), desc=desc, disable=None if progress else True, leave=False, file=sys.stderr):
+    for step in tqdm(range(steps), desc=desc, disable=None if progress else True, leave=False, file=sys.stderr):
         if pos + min(cfg.batch_size, len(x)) > len(order):  # next epoch
             order, pos = torch.randperm(len(x), generator=gen), 0
         idx = order[pos:pos + cfg.batch_size]
@@ -98,6 +102,9 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, image_shape, num_classes:
         loss.backward()
         opt.step()
         sched.step()
+        if on_step is not None:
+            on_step(step, model)
+            model.train()
     model.eval()
     return model
 

@@ -298,17 +298,34 @@ class Matcher:
 
 def condense_matching(data: Dataset, kind: str, ipc: float, *, seed: int = 0, device: str = "cpu",
                       out: str | Path | None = None, progress: bool = True, preset: str = "quick",
-                      resume: bool = False, over_budget: float = 0.0, instance_channels: int | None = None,
-                      **overrides):
-    """Initialise a `kind` container for `ipc` and condense it; returns (container, order, report)."""
+                      resume: bool = False, over_budget: float = 0.1, prune: str = "none",
+                      instance_channels: int | None = None, **overrides):
+    """Initialise a `kind` container for `ipc`, condense it, and prune it back if asked.
+
+    With prune != 'none' (HMN only) the container is condensed with `over_budget` more
+    budget for instance memories and pruned back to the in-budget count (HMN Algorithm 1).
+    Returns (container, per-class instance order, report section).
+    """
+    from .pruning import prune_config, prune_container
+
+    pcfg = prune_config(preset, prune)
+    if prune != "none" and kind != "hmn":
+        raise ValueError(f"--prune {prune} needs --container hmn (instances of {kind} are not independent memories)")
+    over = over_budget if prune != "none" else 0.0
     cfg = match_config(preset, kind, data.image_shape, **overrides)
-    container = init_container(kind, data, ipc, seed, over_budget=over_budget, instance_channels=instance_channels)
+    container = init_container(kind, data, ipc, seed, over_budget=over, instance_channels=instance_channels)
     m = Matcher(container, data, cfg, seed=seed, device=device, out=out)
     resumed = resume and m.load_checkpoint()
     if resume and not resumed:
         print(f"no checkpoint in {out}; starting from scratch", file=sys.stderr)
     m.run(progress=progress)
-    k = container.instances_per_class
     report = {"match_config": asdict(cfg), "preset": preset, "loss_curve": m.losses,
-              "matching_seconds": round(m.seconds, 2), "resumed": bool(resumed)}
-    return container, [list(range(k)) for _ in range(data.num_classes)], report
+              "matching_seconds": round(m.seconds, 2), "resumed": bool(resumed), "over_budget": over}
+    order = [list(range(container.instances_per_class)) for _ in range(data.num_classes)]
+    if prune != "none":
+        target = solve_hmn(data.image_shape, data.num_classes, ipc, instance_channels=instance_channels).instances
+        t0 = time.time()
+        report["pruning"] = prune_container(container, target, data, pcfg, seed=seed, device=device)
+        report["pruning"]["seconds"] = round(time.time() - t0, 2)
+        order = report["pruning"].pop("kept")
+    return container, order, report
