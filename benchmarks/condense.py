@@ -3,7 +3,9 @@
     python benchmarks/condense.py                                   # digits 2/5 IPC, cifar10_mini 1/10 IPC
     python benchmarks/condense.py --datasets digits --kinds random,hmn --seeds 2
 
-Each container is made by the `edgecond condense` CLI in its own process (so its wall time
+Containers are condensed plainly (no multisize loss, no pruning: every container under the
+same gradient-matching loss, as the HMN paper's Table 3); benchmarks/pruning.py and
+benchmarks/multisize.py measure those additions. Each container is made by the `edgecond condense` CLI in its own process (so its wall time
 and peak RSS are its own) under benchmarks/runs/, then evaluated here with the quick
 evaluation protocol over --seeds seeds. Finished rows are cached in
 results/condense.json and skipped on a rerun (--fresh to redo them); an interrupted
@@ -34,6 +36,8 @@ def condense_cli(dataset: str, kind: str, ipc: int, seed: int, threads: int) -> 
     if not (out / "container.safetensors").is_file():
         cmd = [sys.executable, "-m", "edgecond.cli", "condense", "--dataset", dataset, "--container", kind,
                "--ipc", str(ipc), "--seed", str(seed), "--out", str(out), "--threads", str(threads), "--resume"]
+        if kind in ("hmn", "pixel", "idc"):
+            cmd += ["--no-multisize", "--prune", "none"]  # plain condensation: containers under one loss
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     return {"dir": str(out), **json.loads((out / "report.json").read_text())}

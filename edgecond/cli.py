@@ -90,6 +90,9 @@ def main():
               show_default=True,
               help="hmn: prune an over-budget HMN back to the budget by AUM (double-end: HMN Algorithm 1, "
                    "beta chosen on the validation split); none: condense within the budget.")
+@click.option("--multisize/--no-multisize", default=None,
+              help="MDC's adaptive subset loss so that every prefix of a class's images is a good set "
+                   "(default: on for hmn, off for pixel/idc).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt if present.")
 @click.option("--instance-channels", type=int, default=None,
               help="hmn: channels of each instance memory (default: Table 7 / derived from the budget).")
@@ -97,7 +100,7 @@ def main():
               help="Gradient distance (default mse; the papers use l1 for MNIST-like and 100+ class data).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @with_data_options
-def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune, resume, instance_channels,
+def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune, multisize, resume, instance_channels,
              distance, device, data_root, download, threads):
     """Condense DATASET into a container of KIND within an IPC budget.
 
@@ -117,6 +120,7 @@ def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune,
          f"{len(data.x_test)} test images of shape {data.image_shape}")
     opts = {} if kind in ("random", "herding") else {
         "preset": preset, "resume": resume, "distance": distance, "over_budget": over_budget, "prune": prune,
+        "multisize": (kind == "hmn") if multisize is None else multisize,
         **({"instance_channels": instance_channels} if kind == "hmn" else {})}
     try:
         res = run(data, kind, ipc, seed=seed, device=device, out=out, **opts)
@@ -141,10 +145,13 @@ def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune,
 @click.option("--steps", type=int, default=None, help="Override the number of training steps.")
 @click.option("--full", is_flag=True, help="Train on the whole train split instead (the upper bound).")
 @click.option("--per-class", type=int, default=None, help="Use only the first K instances per class.")
+@click.option("--subsets", default=None,
+              help="Evaluate each prefix size, e.g. 1,2,5 ('all': every size up to N, log-spaced when N is large); "
+                   "adds `subsets` to the output and writes subsets.png beside the container.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @with_data_options
-def evaluate(container, dataset, classes, seeds, preset, steps, full, per_class, as_json, device,
+def evaluate(container, dataset, classes, seeds, preset, steps, full, per_class, subsets, as_json, device,
              data_root, download, threads):
     """Train fresh ConvNets on CONTAINER's images (or the full data) and report test accuracy."""
     from .evaluation import eval_config, evaluate_images
@@ -178,9 +185,26 @@ def evaluate(container, dataset, classes, seeds, preset, steps, full, per_class,
     _log(f"evaluating {what} on {data.name}: {seeds} seed(s), {cfg.num_steps(len(x))} steps each")
     res = evaluate_images(x, y, data, cfg, seeds=seeds, device=device)
     res.update({"dataset": data.name, "source": "full" if full else meta.get("kind")})
+    if subsets and not full:
+        from .evaluation import evaluate_subsets, subset_sizes
+        from .plots import line_plot
+
+        try:
+            sizes = subset_sizes(subsets, cont.instances_per_class)
+        except ValueError as e:
+            _fail(e)
+        res["subsets"] = evaluate_subsets(cont, data, cfg, sizes, seeds=seeds, device=device)
+        ks = [int(k) for k in res["subsets"]]
+        plot = Path(container) if Path(container).is_dir() else Path(container).parent
+        line_plot({meta["kind"]: (ks, [res["subsets"][str(k)]["mean"] for k in ks],
+                                  [res["subsets"][str(k)]["std"] for k in ks])}, plot / "subsets.png",
+                  xlabel="images per class (prefix size)", ylabel="test accuracy", logx=max(ks) > 20,
+                  title=f"{meta['kind']} on {data.name}: accuracy of each prefix subset")
     if as_json:
         click.echo(json.dumps(res))
     else:
+        for k, v in res.get("subsets", {}).items():
+            click.echo(f"  first {k:>4} per class: {v['mean']:.4f} ± {v['std']:.4f}")
         click.echo(f"test accuracy {res['accuracy_mean']:.4f} ± {res['accuracy_std']:.4f} over {seeds} seed(s) "
                    f"(val {res['val_accuracy_mean']:.4f}); per seed: "
                    + ", ".join(f"{a:.4f}" for a in res["accuracies"]))

@@ -130,3 +130,27 @@ def evaluate_images(x: torch.Tensor, y: torch.Tensor, data: Dataset, cfg: EvalCo
         "train_images": int(len(x)),
         "config": asdict(cfg),
     }
+
+
+def subset_sizes(spec: str, n: int) -> list[int]:
+    """'1,2,5' -> [1, 2, 5]; 'all' -> every size up to n, or ~12 log-spaced sizes when n > 16."""
+    if spec == "all":
+        if n <= 16:
+            return list(range(1, n + 1))
+        return sorted({int(round(v)) for v in np.geomspace(1, n, 12)})
+    sizes = sorted({int(s) for s in spec.split(",") if s.strip()})
+    bad = [k for k in sizes if not 1 <= k <= n]
+    if bad:
+        raise ValueError(f"subset size {bad[0]} outside 1..{n} (the container holds {n} per class)")
+    return sizes
+
+
+def evaluate_subsets(container, data: Dataset, cfg: EvalConfig, sizes: list[int], seeds: int | list[int] = 3,
+                     device: str = "cpu", progress: bool = True) -> dict:
+    """`subsets` -> {size: {mean, std, accuracies}}: each prefix S_[k] trained on alone."""
+    out = {}
+    for k in sizes:
+        x, y = container.images(per_class=k)
+        r = evaluate_images(x, y, data, cfg, seeds=seeds, device=device, progress=progress)
+        out[str(k)] = {"mean": r["accuracy_mean"], "std": r["accuracy_std"], "accuracies": r["accuracies"]}
+    return out

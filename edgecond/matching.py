@@ -37,6 +37,7 @@ from .containers.hmn import HMN
 from .data import Dataset
 from .io import atomic_write
 from .models import build_convnet
+from .multisize import MLSState, prefix_distances
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -62,6 +63,8 @@ class MatchConfig:
     distance: str = "mse"           # mse | l1 over conv-weight gradients
     checkpoint_every: int = 5
     explode_ratio: float = 1e4      # stop if an outer mean loss exceeds this x the first one
+    multisize: bool = False         # MDC's adaptive subset loss (see multisize.py)
+    mls_interval: int = 5           # MDC's Delta t, in outer iterations
 
 
 def match_config(preset: str, kind: str, image_shape, **overrides) -> MatchConfig:
@@ -72,17 +75,19 @@ def match_config(preset: str, kind: str, image_shape, **overrides) -> MatchConfi
     schedule that already shows HMN's advantage (shared/notes/feasibility-cifar10-mini.md). Adam for
     every container: with so few steps IDC's SGD (lr 5e-3) barely moves the pixels.
     paper: HMN App. C.2 -- 1000 outer x 200 inner, Adam lr 0.01 betas (0.9, 0.99), x0.1 at
-    600 and 800; pixel/idc: IDC -- 2000 x 100, SGD momentum 0.5, lr 5e-3.
+    600 and 800; pixel/idc: IDC -- 2000 x 100, SGD momentum 0.5, lr 5e-3. MDC's Delta t is 100
+    of IDC's 2000 outer iterations; the same share of each schedule elsewhere.
     """
     if preset == "quick":
         small = image_shape[-1] <= 16
-        cfg = MatchConfig(outer=30 if small else 20, inner=20 if small else 10, net_steps=5, net_width=64)
+        cfg = MatchConfig(outer=30 if small else 20, inner=20 if small else 10, net_steps=5, net_width=64,
+                          mls_interval=5 if small else 4)
     elif preset == "paper":
         if kind == "hmn":
-            cfg = MatchConfig(outer=1000, inner=200, net_steps=30, checkpoint_every=10)
+            cfg = MatchConfig(outer=1000, inner=200, net_steps=30, checkpoint_every=10, mls_interval=50)
         else:
             cfg = MatchConfig(outer=2000, inner=100, net_steps=30, optimizer="sgd", lr=5e-3,
-                              checkpoint_every=20)
+                              checkpoint_every=20, mls_interval=100)
     else:
         raise ValueError(f"unknown preset {preset!r}; choose quick or paper")
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
@@ -142,18 +147,26 @@ def gradient_distance(g_syn: list[torch.Tensor], g_real: list[torch.Tensor], kin
 
 
 def class_step_loss(container: Container, net, real: torch.Tensor, c: int, syn_idx: torch.Tensor,
-                    aug: Augment, gen: torch.Generator, distance: str) -> torch.Tensor:
-    """The gradient-matching loss of class c: one shared augmentation, conv-weight gradients."""
+                    aug: Augment, gen: torch.Generator, distance: str, measure: int = 0):
+    """The gradient-matching loss of class c: one shared augmentation, conv-weight gradients.
+
+    With measure=m > 0 also returns the feature distances d_1..d_m of the first m synthetic
+    images' prefixes to the real batch (MDC Eq. 5, detached): (loss, distances).
+    """
     cls = torch.full((len(syn_idx),), c, dtype=torch.long, device=syn_idx.device)
     syn = container.generate(cls, syn_idx)
     both = aug(torch.cat([real, syn]), generator=gen, shared=True)
     xr, xs = both[:len(real)], both[len(real):]
     params = net.conv_weights()
     yr = torch.full((len(xr),), c, dtype=torch.long, device=xr.device)
-    g_real = torch.autograd.grad(F.cross_entropy(net(xr), yr), params)
+    fr, fs = net.embed(xr), net.embed(xs)
+    g_real = torch.autograd.grad(F.cross_entropy(net.classifier(fr), yr), params, retain_graph=measure > 0)
     g_real = [g.detach() for g in g_real]
-    g_syn = torch.autograd.grad(F.cross_entropy(net(xs), cls), params, create_graph=True)
-    return gradient_distance(g_syn, g_real, distance)
+    g_syn = torch.autograd.grad(F.cross_entropy(net.classifier(fs), cls), params, create_graph=True)
+    loss = gradient_distance(g_syn, g_real, distance)
+    if measure:
+        return loss, prefix_distances(fr.detach(), fs[:measure].detach())
+    return loss
 
 
 class Matcher:
@@ -174,6 +187,7 @@ class Matcher:
         self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones=milestones, gamma=0.1)
         self.aug = Augment(flip=data.flip)
         self.start = 0
+        self.mls = MLSState(candidates=self._candidates()) if cfg.multisize else None
         self.losses: list[float] = []
         self.seconds = 0.0
         self.by_class = [data.class_images(c).to(device) for c in range(data.num_classes)]
@@ -181,11 +195,19 @@ class Matcher:
         hi = (1 - torch.tensor(data.mean)) / torch.tensor(data.std)
         self.pixel_range = (lo.view(-1, 1, 1).to(device), hi.view(-1, 1, 1).to(device))
 
+    def _candidates(self) -> int:
+        """Subset sizes eligible as MLS: 1..N-1, or the always-present prefix of a full batch."""
+        n = self.container.instances_per_class
+        return n - 1 if n <= self.cfg.syn_batch else self.cfg.syn_batch // 2
+
     # -- checkpoints ------------------------------------------------------------------
     def state(self, outer: int) -> dict:
-        return {"outer": outer, "container": self.container.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(), "losses": torch.tensor(self.losses, dtype=torch.float64),
-                "seconds": self.seconds, "seed": self.seed, "config": str(asdict(self.cfg))}
+        st = {"outer": outer, "container": self.container.state_dict(), "optimizer": self.opt.state_dict(),
+              "scheduler": self.sched.state_dict(), "losses": torch.tensor(self.losses, dtype=torch.float64),
+              "seconds": self.seconds, "seed": self.seed, "config": str(asdict(self.cfg))}
+        if self.mls is not None:
+            st["mls"] = self.mls.state_dict()
+        return st
 
     def save_checkpoint(self, outer: int) -> Path | None:
         if self.out is None:
@@ -208,6 +230,8 @@ class Matcher:
         self.sched.load_state_dict(st["scheduler"])
         self.losses = [float(v) for v in st["losses"]]
         self.seconds, self.start = float(st["seconds"]), int(st["outer"])
+        if self.mls is not None:
+            self.mls = MLSState.from_state_dict(st["mls"])
         return True
 
     # -- one outer iteration ----------------------------------------------------------
@@ -217,10 +241,25 @@ class Matcher:
         return torch.Generator().manual_seed(s)
 
     def _syn_indices(self, gen: torch.Generator) -> torch.Tensor:
-        k = self.container.instances_per_class
-        if k <= self.cfg.syn_batch:
+        k, b = self.container.instances_per_class, self.cfg.syn_batch
+        if k <= b:
             return torch.arange(k, device=self.device)
-        return torch.randperm(k, generator=gen)[:self.cfg.syn_batch].to(self.device)
+        if self.mls is None:
+            return torch.randperm(k, generator=gen)[:b].to(self.device)
+        head = b // 2  # MLS candidates ride in every batch, in order (see multisize.py)
+        rest = head + torch.randperm(k - head, generator=gen)[:b - head]
+        return torch.cat([torch.arange(head), rest]).to(self.device)
+
+    def _step(self, loss: torch.Tensor) -> None:
+        """One optimiser step; the frozen multisize prefix (if any) is left exactly as it was."""
+        frozen = self.mls.frozen_now if self.mls is not None else 0
+        saved = [(p, sl, p.data[:, sl].clone()) for p, sl in self.container.frozen_slices(frozen)] if frozen else []
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        with torch.no_grad():
+            for p, sl, value in saved:
+                p.data[:, sl] = value
 
     def _train_net(self, net, net_opt, gen: torch.Generator) -> None:
         x, y = self.data.x_train, self.data.y_train
@@ -244,15 +283,24 @@ class Matcher:
             for c in range(self.data.num_classes):
                 real_c = self.by_class[c]
                 real = real_c[torch.randint(len(real_c), (self.cfg.real_batch,), generator=gen)]
-                loss = class_step_loss(self.container, net, real, c, self._syn_indices(gen), self.aug, gen,
-                                       self.cfg.distance)
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.opt.step()
+                syn_idx = self._syn_indices(gen)
+                if self.mls is None:
+                    loss = class_step_loss(self.container, net, real, c, syn_idx, self.aug, gen, self.cfg.distance)
+                    step_loss = loss
+                else:
+                    loss, d = class_step_loss(self.container, net, real, c, syn_idx, self.aug, gen,
+                                              self.cfg.distance, measure=self.mls.candidates)
+                    self.mls.observe(d)
+                    subset = torch.arange(self.mls.mls, device=self.device)
+                    step_loss = loss + class_step_loss(self.container, net, real, c, subset, self.aug, gen,
+                                                       self.cfg.distance)
+                self._step(step_loss)
                 total, count = total + loss.item(), count + 1
             self._train_net(net, net_opt, gen)
         self._project()
         self.sched.step()
+        if self.mls is not None and (outer + 1) % self.cfg.mls_interval == 0:
+            self.mls.end_period(outer + 1)
         return total / max(1, count)
 
     @torch.no_grad()
@@ -321,10 +369,14 @@ def condense_matching(data: Dataset, kind: str, ipc: float, *, seed: int = 0, de
     m.run(progress=progress)
     report = {"match_config": asdict(cfg), "preset": preset, "loss_curve": m.losses,
               "matching_seconds": round(m.seconds, 2), "resumed": bool(resumed), "over_budget": over}
+    if m.mls is not None:
+        report["multisize"] = {"mls_history": m.mls.history, "frozen": m.mls.frozen, "final_mls": m.mls.mls}
+        pcfg = replace(pcfg, protect=max(m.mls.frozen + [m.mls.mls]))  # pruning never breaks a trained subset
     order = [list(range(container.instances_per_class)) for _ in range(data.num_classes)]
     if prune != "none":
         target = solve_hmn(data.image_shape, data.num_classes, ipc, instance_channels=instance_channels).instances
         t0 = time.time()
+        pcfg = replace(pcfg, protect=min(pcfg.protect, target - 1))
         report["pruning"] = prune_container(container, target, data, pcfg, seed=seed, device=device)
         report["pruning"]["seconds"] = round(time.time() - t0, 2)
         order = report["pruning"].pop("kept")

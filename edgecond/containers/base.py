@@ -49,6 +49,10 @@ class Container(nn.Module):
         """Keep instances keep[c] (a (num_classes, k) index tensor) in that order, drop the rest."""
         raise NotImplementedError
 
+    def frozen_slices(self, n: int) -> list[tuple[torch.nn.Parameter, slice]]:
+        """The parameter rows (along dim 1) that belong to the first n instances of every class alone."""
+        raise NotImplementedError
+
     # -- shared behaviour ----------------------------------------------------------------
     def stored_floats(self) -> int:
         """Every stored floating-point value: parameters and buffers (DESIGN §5)."""

@@ -98,6 +98,9 @@ class HMN(Container):
         p["decoder"] = sum(t.numel() for t in self.decoder.state_dict().values() if t.is_floating_point())
         return p
 
+    def frozen_slices(self, n: int):
+        return [(self.instance_memory, slice(0, n))]
+
     def select_instances(self, keep: torch.Tensor) -> None:
         data = self.instance_memory.data
         self.instance_memory = nn.Parameter(torch.stack([data[c, keep[c]] for c in range(self.num_classes)]))

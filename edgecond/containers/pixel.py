@@ -38,6 +38,9 @@ class PixelContainer(Container):
     def parts(self) -> dict[str, int]:
         return {"pixels": self.pixels.numel()}
 
+    def frozen_slices(self, n):
+        return [(self.pixels, slice(0, n))]
+
     def select_instances(self, keep):
         self.pixels = nn.Parameter(torch.stack([self.pixels.data[c, keep[c]] for c in range(self.num_classes)]))
 
@@ -81,3 +84,6 @@ class IDCContainer(Container):
 
     def parts(self) -> dict[str, int]:
         return {"pixels": self.pixels.numel()}
+
+    def frozen_slices(self, n):
+        return [(self.pixels, slice(0, min(n, self.pixels.shape[1])))]  # the stored images holding them

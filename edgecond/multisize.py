@@ -1,0 +1,98 @@
+"""Multisize condensation (MDC, He et al.): every prefix of a class's instances is a good set.
+
+Subset S_[n] is the first n instances of every class. Plain condensation makes small
+subsets poor ("subset degradation"); MDC adds, to the base matching loss, the matching loss
+of one subset -- the Most Learnable Subset (MLS) -- chosen as follows (MDC Eq. 5-10):
+
+* feature distance d_n: squared L2 distance between the batch-mean features of the real
+  images and of S_[n] (the matching network's last conv block), measured on the augmented
+  matching batches and averaged over the classes and steps of a period of `interval`
+  outer iterations (Eq. 5);
+* the MLS is the n whose distance changed most over the last period,
+  argmax_n |d_n(t) - d_n(t - interval)| (Eq. 8-9); it is forced to n=1 until two
+  measurements exist;
+* freezing (Eq. 10, as MDC's code applies it): an MLS that has served its period is frozen
+  for good; at each step the largest frozen subset smaller than the current MLS is not
+  updated at all -- neither by the base loss nor by the subset loss -- so a grown MLS never
+  degrades the smaller one it contains. When the MLS shrinks below every frozen size,
+  everything is updated.
+
+What "frozen" means for an HMN: the frozen instances' own parameters (their instance-level
+memories) stay fixed; the shared tiers (dataset memory, f_c, decoder) serve every image and
+keep learning, so a frozen image may still drift a little. For pixel containers the frozen
+images are fixed exactly; for IDC the stored images that hold the frozen crops are fixed.
+
+When a class has more instances than a synthetic batch holds, every batch carries the first
+half-batch of instances in order (the MLS candidates, so their prefixes are always measured
+and matched) plus a random sample of the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+def prefix_distances(feat_real: torch.Tensor, feat_syn: torch.Tensor) -> torch.Tensor:
+    """d_n = ||mean(feat_real) - mean(feat_syn[:n])||^2 for n = 1..len(feat_syn) (MDC Eq. 5)."""
+    means = feat_syn.cumsum(0) / torch.arange(1, len(feat_syn) + 1, device=feat_syn.device)[:, None]
+    return ((means - feat_real.mean(0)) ** 2).sum(1)
+
+
+def select_mls(d_now: torch.Tensor, d_prev: torch.Tensor) -> int:
+    """The subset size whose feature distance changed most (MDC Eq. 8-9); sizes start at 1."""
+    return int(torch.argmax((d_now - d_prev).abs())) + 1
+
+
+def frozen_size(frozen: list[int], mls: int) -> int:
+    """The largest frozen subset smaller than the current MLS (0: nothing frozen)."""
+    return max((f for f in frozen if f < mls), default=0)
+
+
+@dataclass
+class MLSState:
+    """The MLS bookkeeping of one condensation run (checkpointed with it)."""
+
+    candidates: int                     # subset sizes 1..candidates are measured and eligible
+    mls: int = 1
+    frozen: list[int] = field(default_factory=list)
+    prev: torch.Tensor | None = None    # d at the previous period boundary
+    acc: torch.Tensor | None = None     # running sum of d over the current period
+    count: int = 0
+    history: list[list[int]] = field(default_factory=list)  # [outer, mls, frozen size]
+
+    def observe(self, d: torch.Tensor) -> None:
+        d = d[:self.candidates].detach().double().cpu()
+        self.acc = d if self.acc is None else self.acc + d
+        self.count += 1
+
+    def end_period(self, outer: int) -> None:
+        """At a period boundary: average d, pick the next MLS, freeze the one that served."""
+        if self.count == 0:
+            return
+        d = self.acc / self.count
+        if self.prev is not None:
+            new = select_mls(d, self.prev)
+            if new != self.mls and self.mls not in self.frozen:
+                self.frozen.append(self.mls)
+            self.mls = new
+        self.prev, self.acc, self.count = d, None, 0
+        self.history.append([outer, self.mls, frozen_size(self.frozen, self.mls)])
+
+    @property
+    def frozen_now(self) -> int:
+        return frozen_size(self.frozen, self.mls)
+
+    def state_dict(self) -> dict:
+        empty = torch.zeros(0, dtype=torch.float64)
+        return {"candidates": self.candidates, "mls": self.mls, "frozen": torch.tensor(self.frozen, dtype=torch.long),
+                "prev": self.prev if self.prev is not None else empty,
+                "acc": self.acc if self.acc is not None else empty, "count": self.count,
+                "history": torch.tensor(self.history, dtype=torch.long).view(-1, 3)}
+
+    @classmethod
+    def from_state_dict(cls, st: dict) -> "MLSState":
+        return cls(candidates=int(st["candidates"]), mls=int(st["mls"]), frozen=st["frozen"].tolist(),
+                   prev=st["prev"] if len(st["prev"]) else None, acc=st["acc"] if len(st["acc"]) else None,
+                   count=int(st["count"]), history=st["history"].tolist())

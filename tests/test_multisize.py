@@ -1,0 +1,78 @@
+import torch
+
+from edgecond.matching import Matcher, init_container, match_config
+from edgecond.multisize import MLSState, frozen_size, prefix_distances, select_mls
+
+TINY = dict(outer=4, inner=2, net_steps=1, real_batch=16, syn_batch=16, net_width=16, checkpoint_every=1,
+            multisize=True, mls_interval=1)
+
+
+def test_prefix_distances_match_definition():
+    fr, fs = torch.randn(7, 5), torch.randn(4, 5)
+    d = prefix_distances(fr, fs)
+    for n in range(1, 5):
+        assert torch.allclose(d[n - 1], ((fr.mean(0) - fs[:n].mean(0)) ** 2).sum())
+
+
+def test_mls_selection_follows_rate_of_change():
+    # subset 3's distance moved most between the two measurements (Eq. 8-9)
+    prev = torch.tensor([4.0, 3.0, 2.5, 2.0])
+    now = torch.tensor([3.9, 2.9, 0.5, 1.8])
+    assert select_mls(now, prev) == 3
+    st = MLSState(candidates=4)
+    st.observe(prev)
+    st.end_period(10)
+    assert st.mls == 1 and st.frozen == []  # forced to 1 until two measurements exist
+    st.observe(now * 0.5)
+    st.observe(now * 1.5)  # averaged over the period -> now
+    st.end_period(20)
+    assert st.mls == 3 and st.frozen == [1] and st.frozen_now == 1
+    assert frozen_size([1, 3], 2) == 1 and frozen_size([2, 3], 2) == 0
+
+
+def test_freezing_keeps_frozen_instances_unchanged_when_mls_grows(digits):
+    cont = init_container("pixel", digits, 6, seed=0)
+    m = Matcher(cont, digits, match_config("quick", "pixel", digits.image_shape, **TINY))
+    m.mls.frozen, m.mls.mls = [2], 4  # the MLS grew from 2 to 4: S_[2] is frozen
+    before = cont.pixels.detach().clone()
+    m.outer_iteration(0)
+    after = cont.pixels.detach()
+    assert torch.equal(after[:, :2], before[:, :2])  # frozen prefix untouched
+    assert not torch.equal(after[:, 2:], before[:, 2:])  # the rest learned
+
+
+def test_hmn_freezes_instance_memories_only(digits):
+    cont = init_container("hmn", digits, 5, seed=0)
+    m = Matcher(cont, digits, match_config("quick", "hmn", digits.image_shape, **TINY))
+    m.mls.frozen, m.mls.mls = [1], 3
+    inst, dec = cont.instance_memory.detach().clone(), cont.decoder[0].weight.detach().clone()
+    m.outer_iteration(0)
+    assert torch.equal(cont.instance_memory[:, :1], inst[:, :1])
+    assert not torch.equal(cont.instance_memory[:, 1:], inst[:, 1:])
+    assert not torch.equal(cont.decoder[0].weight, dec)  # shared tiers keep learning
+
+
+def test_multisize_run_records_mls_and_resumes(digits, tmp_path):
+    cfg = match_config("quick", "hmn", digits.image_shape, **TINY)
+    a = init_container("hmn", digits, 5, seed=2)
+    ma = Matcher(a, digits, cfg, seed=2)
+    ma.run(progress=False)
+    assert len(ma.mls.history) == 4 and all(1 <= h[1] <= ma.mls.candidates for h in ma.mls.history)
+    b = init_container("hmn", digits, 5, seed=2)
+    Matcher(b, digits, cfg, seed=2, out=tmp_path).run(progress=False, stop_after=2)
+    c = init_container("hmn", digits, 5, seed=2)
+    mc = Matcher(c, digits, cfg, seed=2, out=tmp_path)
+    assert mc.load_checkpoint()
+    mc.run(progress=False)
+    assert mc.mls.history == ma.mls.history
+    for x, y in zip(a.state_dict().values(), c.state_dict().values()):
+        assert torch.equal(x, y)
+
+
+def test_subset_sizes():
+    from edgecond.evaluation import subset_sizes
+
+    assert subset_sizes("all", 5) == [1, 2, 3, 4, 5]
+    big = subset_sizes("all", 278)
+    assert big[0] == 1 and big[-1] == 278 and len(big) <= 12
+    assert subset_sizes("5,1,2", 10) == [1, 2, 5]
