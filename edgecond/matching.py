@@ -20,6 +20,8 @@ exploding loss stops the run with a clear message and leaves the last checkpoint
 
 from __future__ import annotations
 
+import ast
+import json
 import math
 import sys
 import time
@@ -204,7 +206,7 @@ class Matcher:
     def state(self, outer: int) -> dict:
         st = {"outer": outer, "container": self.container.state_dict(), "optimizer": self.opt.state_dict(),
               "scheduler": self.sched.state_dict(), "losses": torch.tensor(self.losses, dtype=torch.float64),
-              "seconds": self.seconds, "seed": self.seed, "config": str(asdict(self.cfg))}
+              "seconds": self.seconds, "seed": self.seed, "config": json.dumps(asdict(self.cfg))}
         if self.mls is not None:
             st["mls"] = self.mls.state_dict()
         return st
@@ -222,9 +224,10 @@ class Matcher:
         if path is None or not path.is_file():
             return False
         st = torch.load(path, map_location=self.device, weights_only=True)  # tensors only, no code
-        if st["config"] != str(asdict(self.cfg)) or st["seed"] != self.seed:
-            raise ValueError(f"{path} was written by a run with other settings; remove it or match them "
-                             f"(seed {st['seed']}, config {st['config']})")
+        differ = self._config_differences(st["config"])
+        if differ or st["seed"] != self.seed:
+            raise ValueError(f"{path} was written by a run with other settings ({', '.join(differ) or 'seed'}); "
+                             f"remove it or match them (seed {st['seed']}, config {st['config']})")
         self.container.load_state_dict(st["container"])
         self.opt.load_state_dict(st["optimizer"])
         self.sched.load_state_dict(st["scheduler"])
@@ -233,6 +236,18 @@ class Matcher:
         if self.mls is not None:
             self.mls = MLSState.from_state_dict(st["mls"])
         return True
+
+    def _config_differences(self, saved: str) -> list[str]:
+        """Settings that differ from a checkpoint's; fields it predates count when not at their default."""
+        try:
+            old = json.loads(saved)
+        except json.JSONDecodeError:
+            old = ast.literal_eval(saved)  # checkpoints of edgecond 0.1.0 dev builds (a literal, never code)
+        now = json.loads(json.dumps(asdict(self.cfg)))
+        defaults = json.loads(json.dumps(asdict(MatchConfig(outer=1, inner=1, net_steps=1))))
+        old = json.loads(json.dumps(old))
+        ignore = {"mls_interval"} if not now["multisize"] and not old.get("multisize", False) else set()
+        return sorted(k for k in now if k not in ignore and (old[k] if k in old else defaults[k]) != now[k])
 
     # -- one outer iteration ----------------------------------------------------------
     def _generator(self, outer: int) -> torch.Generator:
