@@ -78,6 +78,18 @@ class Dataset:
         x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
         return x[y == c]
 
+    def subset(self, classes: list[int]) -> "Dataset":
+        """These classes only, relabelled 0..k-1 in the given order; same normalisation."""
+        remap = torch.full((self.num_classes,), -1, dtype=torch.long)
+        remap[torch.tensor(classes)] = torch.arange(len(classes))
+        parts = {}
+        for split in ("train", "val", "test"):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            keep = remap[y] >= 0
+            parts[f"x_{split}"], parts[f"y_{split}"] = x[keep], remap[y[keep]]
+        return Dataset(name=self.name, classes=[self.classes[c] for c in classes], mean=self.mean, std=self.std,
+                       flip=self.flip, meta={**self.meta, "classes_selected": list(classes)}, **parts)
+
     def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised images back to [0, 1] pixels (for plots)."""
         mean = torch.tensor(self.mean).view(1, -1, 1, 1)

@@ -30,11 +30,12 @@ class ConvNet(nn.Module):
                        nn.ReLU(inplace=True), nn.AvgPool2d(2)]
             c, s = width, s // 2
         self.features = nn.Sequential(*layers)
+        self.flatten = nn.Flatten()  # a named layer, so hooks (e.g. herding) get flat features
         self.feature_dim = width * s * s
         self.classifier = nn.Linear(self.feature_dim, num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x).flatten(1)
+        return self.flatten(self.features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))

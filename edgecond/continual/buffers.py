@@ -1,0 +1,142 @@
+"""Storage policies for replay, all counting what a device stores.
+
+* `PerClassBuffer`: real exemplars, a fixed number per class (random or herding selection,
+  Avalanche's ParametricBuffer), stored on the device as uint8 pixels: C*H*W bytes each.
+* `HMNBuffer`: after each experience, condenses its classes into an HMN within the per-class
+  budget, exports it to ONNX and keeps only the ONNX file; whenever replay data is needed it
+  regenerates exemplars with the torch-free device runtime (onnxruntime), never from the
+  torch container. A device budget schedule (images per class per experience) takes
+  multisize prefixes, so a shrinking device replays fewer images without condensing again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import Dataset
+from .scenario import avalanche_dataset
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from avalanche.training.storage_policy import ExemplarsBuffer, ParametricBuffer
+
+
+class _NoDeprecatedUpdate:
+    """Avalanche 0.6's ReplayPlugin still calls the deprecated `update`; route it to post_adapt
+    without the warning it prints on every experience."""
+
+    def update(self, strategy, **kwargs):
+        self.post_adapt(strategy, strategy.experience)
+
+
+class PerClassBuffer(_NoDeprecatedUpdate, ParametricBuffer):
+    """Exactly `per_class` exemplars of every class seen so far (Avalanche's ParametricBuffer
+    splits a fixed total among the classes seen, which would give early classes more)."""
+
+    def __init__(self, per_class: int, total_classes: int, selection_strategy=None):
+        super().__init__(max_size=per_class * total_classes, groupby="class", selection_strategy=selection_strategy)
+        self.per_class = per_class
+        self.total_classes = total_classes
+        self.seen: set[int] = set()
+
+    def post_adapt(self, agent, exp):
+        self.seen |= set(int(c) for c in exp.classes_in_this_experience)
+        self.max_size = self.per_class * len(self.seen)
+        super().post_adapt(agent, exp)
+        self.max_size = self.per_class * self.total_classes  # what ReplayPlugin was built with
+
+    def stored_bytes(self, image_bytes: int) -> int:
+        return len(self.buffer) * image_bytes
+
+
+class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
+    def __init__(self, data: Dataset, ipc: float, workdir: str | Path, total_classes: int, *,
+                 precision: str = "fp32", schedule: list[int] | None = None, seed: int = 0,
+                 condense_options: dict | None = None):
+        super().__init__(max_size=1)  # samples are not what a container's budget counts
+        self.data, self.ipc, self.workdir = data, ipc, Path(workdir)
+        self.precision, self.schedule, self.seed = precision, schedule, seed
+        self.condense_options = condense_options or {}
+        self.total_classes = total_classes
+        self.models: list[tuple[Path, list[int]]] = []  # (onnx file, global class ids)
+        self.timings: list[dict] = []
+        self.experience = 0
+
+    def condense_experience(self, classes: list[int]) -> tuple[Path, dict]:
+        """Condense + export one experience's classes (cached on disk: reused across strategies)."""
+        from ..condense import condense
+        from ..export import export_onnx
+        from ..io import load_container
+
+        tag = f"hmn-ipc{self.ipc:g}-{self.precision}-s{self.seed}-classes{'_'.join(map(str, classes))}"
+        run, onnx_path = self.workdir / tag, self.workdir / f"{tag}.onnx"
+        if not (run / "container.safetensors").is_file():
+            condense(self.data.subset(classes), "hmn", self.ipc, seed=self.seed, out=run, progress=False,
+                     **self.condense_options)
+        t1 = time.time()
+        if not onnx_path.is_file():
+            cont, meta = load_container(run)
+            export_onnx(cont, meta, onnx_path, precision=self.precision, source=run / "container.safetensors")
+        # condensation is cached across strategies: report what it cost when it ran
+        condense_s = json.loads((run / "report.json").read_text())["condense_seconds"]
+        return onnx_path, {"condense_s": condense_s, "export_s": time.time() - t1}
+
+    def post_adapt(self, agent, exp):
+        classes = [int(c) for c in exp.classes_in_this_experience]
+        path, timing = self.condense_experience(classes)
+        self.models.append((path, classes))
+        self._timing(self.experience).update(timing)
+        self.experience += 1
+
+    def _timing(self, experience: int) -> dict:
+        while len(self.timings) <= experience:
+            self.timings.append({"experience": len(self.timings)})
+        return self.timings[experience]
+
+    def per_class_now(self, instances: int) -> int:
+        if not self.schedule:
+            return instances
+        k = self.schedule[min(self.experience, len(self.schedule)) - 1] if self.experience else self.schedule[0]
+        return max(1, min(int(k), instances))
+
+    @property
+    def buffer(self):
+        """Regenerate every stored model's exemplars with onnxruntime (the device runtime)."""
+        from edgecond_device import Regenerator
+
+        if not self.models:
+            return avalanche_dataset(torch.zeros(0, *self.data.image_shape), torch.zeros(0, dtype=torch.long))
+        key = (len(self.models), self.per_class_now(10 ** 9))
+        if getattr(self, "_cache", (None,))[0] == key:  # ReplayPlugin reads .buffer twice per experience
+            return self._cache[1]
+        t0 = time.time()
+        xs, ys = [], []
+        for path, classes in self.models:
+            r = Regenerator(path, threads=1)
+            images, labels = r.generate(per_class=self.per_class_now(r.instances_per_class))
+            xs.append(torch.from_numpy(images))
+            ys.append(torch.as_tensor(np.asarray(classes))[torch.from_numpy(labels)])
+        t = self._timing(self.experience)  # regenerated for the experience about to be trained
+        t["regenerate_s"] = t.get("regenerate_s", 0.0) + time.time() - t0
+        self._cache = (key, avalanche_dataset(torch.cat(xs), torch.cat(ys)))
+        return self._cache[1]
+
+    @buffer.setter
+    def buffer(self, value):  # ExemplarsBuffer.__init__ assigns an empty one
+        pass
+
+    def resize(self, strategy, new_size):
+        self.max_size = new_size
+
+    def stored_bytes(self) -> int:
+        """Bytes of all stored containers' tensors at the exported precision."""
+        from edgecond_device import read_metadata
+
+        per = {"fp32": 4, "fp16": 2, "int8": 1}[self.precision]
+        return sum(int(read_metadata(p)["stored_floats"]) * per for p, _ in self.models)

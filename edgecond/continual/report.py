@@ -1,0 +1,78 @@
+"""Run several strategies over seeds; write results.json/.md/.csv and accuracy.png (HMN Fig. 4)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ..data import Dataset
+from ..io import atomic_write_text
+from ..plots import line_plot
+from .harness import ContinualConfig, run_strategy
+
+KEYS = ("final_accuracy", "average_incremental_accuracy", "forgetting")
+
+
+def run_continual(data: Dataset, strategies: list[str], cfg: ContinualConfig, seeds: int, out: Path,
+                  device: str = "cpu", log=print) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    per = {}
+    for name in strategies:
+        runs = []
+        for seed in range(seeds):
+            log(f"{name}: seed {seed} ...")
+            runs.append(run_strategy(name, data, cfg, seed, out / "models", device))
+            log(f"{name}: seed {seed}: final accuracy {runs[-1]['final_accuracy']:.3f}")
+        per[name] = {
+            **{k: float(np.mean([r[k] for r in runs])) for k in KEYS},
+            **{f"{k}_std": float(np.std([r[k] for r in runs])) for k in KEYS},
+            "buffer_bytes": int(np.mean([r["buffer_bytes"] for r in runs])),
+            "accuracy_matrix": runs[0]["accuracy_matrix"],
+            "seen_accuracy_mean": np.mean([r["seen_accuracy"] for r in runs], axis=0).tolist(),
+            "seen_accuracy_std": np.std([r["seen_accuracy"] for r in runs], axis=0).tolist(),
+            "condense_s_per_experience": _mean_timing(runs, "condense_s"),
+            "regenerate_s_per_experience": _mean_timing(runs, "regenerate_s"),
+            "runs": runs,
+        }
+    res = {"dataset": data.name, "config": asdict(cfg), "seeds": seeds,
+           "budget_bytes_fp32": int(4 * cfg.ipc * int(np.prod(data.image_shape)) * data.num_classes),
+           "strategies": per}
+    atomic_write_text(out / "results.json", json.dumps(res, indent=1))
+    atomic_write_text(out / "results.md", markdown(res))
+    atomic_write_text(out / "results.csv", to_csv(res))
+    e = cfg.experiences
+    line_plot({n: (list(range(1, e + 1)), v["seen_accuracy_mean"], v["seen_accuracy_std"]) for n, v in per.items()},
+              out / "accuracy.png", xlabel="experience", ylabel="accuracy on classes seen so far",
+              title=f"{data.name}: {e} experiences, {cfg.ipc:g} IPC buffer budget, {seeds} seed(s)")
+    return res
+
+
+def _mean_timing(runs, key):
+    vals = [t.get(key) for r in runs for t in r.get("timings", []) if t.get(key) is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def markdown(res: dict) -> str:
+    lines = [f"| strategy | final accuracy (%) | average incremental (%) | forgetting (%) | buffer bytes | "
+             f"condense s / exp | regenerate s / exp |", "|---|---|---|---|---|---|---|"]
+    for name, v in res["strategies"].items():
+        def f(k):
+            return f"{100 * v[k]:.1f} ± {100 * v[k + '_std']:.1f}"
+        c, g = v["condense_s_per_experience"], v["regenerate_s_per_experience"]
+        lines.append(f"| {name} | {f('final_accuracy')} | {f('average_incremental_accuracy')} | {f('forgetting')} | "
+                     f"{v['buffer_bytes']:,} | {'' if c is None else f'{c:.0f}'} | {'' if g is None else f'{g:.3f}'} |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(res: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["strategy", *KEYS, *(f"{k}_std" for k in KEYS), "buffer_bytes"])
+    for name, v in res["strategies"].items():
+        w.writerow([name, *(v[k] for k in KEYS), *(v[f"{k}_std"] for k in KEYS), v["buffer_bytes"]])
+    return buf.getvalue()
