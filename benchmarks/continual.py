@@ -1,0 +1,57 @@
+"""Class-incremental learning at equal buffer bytes (HMN paper Sec. 4.6 at our scale).
+
+    python benchmarks/continual.py --datasets digits --seeds 3
+    python benchmarks/continual.py                     # digits and cifar10_mini, two budgets each
+
+5 experiences x 2 classes, class order and initialisation from the seed; every strategy of
+`edgecond continual` (see edgecond/continual/harness.py) at the same buffer budget.
+Condensations are cached under benchmarks/runs/continual-*/models and shared by the HMN
+strategies. Writes results/continual.{json,md} and results/continual-<dataset>-ipc<B>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import torch
+
+from common import RESULTS, dataset_names, short, write
+from edgecond.continual.harness import STRATEGIES, ContinualConfig
+from edgecond.continual.report import run_continual
+from edgecond.data import load_dataset
+
+BUDGETS = {"digits": [10, 20], "cifar10_mini": [1, 10]}
+RUNS = Path(__file__).resolve().parent / "runs"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="digits,cifar10_mini")
+    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--budgets", default=None, help="override the per-dataset IPC budgets, e.g. 10")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    results, tables = [], []
+    for name in dataset_names(args.datasets.split(",")):
+        data = load_dataset(name)
+        for ipc in [float(b) for b in args.budgets.split(",")] if args.budgets else BUDGETS[short(name)]:
+            out = RUNS / f"continual-{short(name)}-ipc{ipc:g}"
+            cfg = ContinualConfig(experiences=5, ipc=ipc, epochs=args.epochs)
+            res = run_continual(data, args.strategies.split(","), cfg, seeds=args.seeds, out=out)
+            shutil.copy(out / "accuracy.png", RESULTS / f"continual-{short(name)}-ipc{ipc:g}.png")
+            for v in res["strategies"].values():
+                v.pop("runs")
+            results.append({"dataset": short(name), "ipc": ipc, **res})
+            tables.append(f"**{short(name)}, 5 x {data.num_classes // 5} classes, budget {ipc:g} IPC "
+                          f"({res['budget_bytes_fp32']:,} bytes as float32), {args.seeds} seeds**\n\n"
+                          + (out / "results.md").read_text())
+    write("continual", {"seeds": args.seeds, "results": results}, "\n".join(tables))
+
+
+if __name__ == "__main__":
+    main()
