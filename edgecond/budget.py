@@ -85,9 +85,11 @@ class HMNShape:
         feat = self.fc_channels or self.dataset_channels
         chans = [feat + self.class_channels + self.instance_channels, *self.hidden, self.image_shape[0]]
         for j, (a, b) in enumerate(zip(chans[:-1], chans[1:])):
-            n += a * b * 16 + b  # ConvTranspose k4 weights + bias
+            n += a * b * 16  # ConvTranspose k4 weights
             if j < len(chans) - 2 and self.norm == "instance":
-                n += 2 * b  # norm affine
+                n += 2 * b  # norm affine (the conv's bias would be cancelled by the norm: none stored)
+            else:
+                n += b  # bias
         return n
 
     @property

@@ -93,6 +93,12 @@ def main():
 @click.option("--multisize/--no-multisize", default=None,
               help="MDC's adaptive subset loss so that every prefix of a class's images is a good set "
                    "(default: on for hmn, off for pixel/idc).")
+@click.option("--update-mode", type=click.Choice(["sequential", "summed"]), default=None,
+              help="sequential: one optimiser step per class (the papers'; default); summed: one step per inner "
+                   "iteration on the summed class losses -- the same on 1 process and under torchrun.")
+@click.option("--outer", type=int, default=None, help="Override the preset's outer iterations.")
+@click.option("--inner", type=int, default=None, help="Override the preset's inner iterations.")
+@click.option("--checkpoint-every", type=int, default=None, help="Checkpoint every N outer iterations.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt if present.")
 @click.option("--instance-channels", type=int, default=None,
               help="hmn: channels of each instance memory (default: Table 7 / derived from the budget).")
@@ -100,8 +106,8 @@ def main():
               help="Gradient distance (default mse; the papers use l1 for MNIST-like and 100+ class data).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @with_data_options
-def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune, multisize, resume, instance_channels,
-             distance, device, data_root, download, threads):
+def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune, multisize, update_mode, outer, inner,
+             checkpoint_every, resume, instance_channels, distance, device, data_root, download, threads):
     """Condense DATASET into a container of KIND within an IPC budget.
 
     \b
@@ -110,29 +116,40 @@ def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune,
     continues). Example:
       edgecond condense --dataset digits --ipc 5 --container hmn --out runs/digits-hmn
     """
+    from . import distributed
     from .budget import BudgetError
     from .condense import condense as run
     from .matching import ConvergenceError
 
+    distributed.init(device)
+    if distributed.world_size() > 1:
+        if kind in ("random", "herding"):
+            _fail(ValueError(f"{kind} needs no torchrun: run it as one process"))
+        update_mode = update_mode or "summed"
+    log = _log if distributed.is_main() else (lambda msg: None)  # rank 0 speaks for the job
+
     _threads(threads)
     data = _load_data(dataset, classes, seed, data_root, download)
-    _log(f"{data.name}: {data.num_classes} classes, {len(data.x_train)} train / {len(data.x_val)} val / "
+    log(f"{data.name}: {data.num_classes} classes, {len(data.x_train)} train / {len(data.x_val)} val / "
          f"{len(data.x_test)} test images of shape {data.image_shape}")
     opts = {} if kind in ("random", "herding") else {
         "preset": preset, "resume": resume, "distance": distance, "over_budget": over_budget, "prune": prune,
-        "multisize": (kind == "hmn") if multisize is None else multisize,
+        "multisize": (kind == "hmn") if multisize is None else multisize, "update_mode": update_mode,
+        "outer": outer, "inner": inner, "checkpoint_every": checkpoint_every,
         **({"instance_channels": instance_channels} if kind == "hmn" else {})}
     try:
         res = run(data, kind, ipc, seed=seed, device=device, out=out, **opts)
     except (BudgetError, ConvergenceError, ValueError) as e:
         _fail(e)
     except KeyboardInterrupt as e:
-        _log(str(e) or "interrupted")
+        log(str(e) or "interrupted")
         sys.exit(130)
     r = res.report
-    _log(f"wrote {Path(out) / 'container.safetensors'}: {r['instances_per_class']} images per class, "
+    if distributed.world_size() > 1:
+        log(f"condensed across {distributed.world_size()} ranks ({r['match_config']['update_mode']} updates)")
+    log(f"wrote {Path(out) / 'container.safetensors'}: {r['instances_per_class']} images per class, "
          f"{r['stored_floats']:,} of {r['budget_floats']:,} budget floats, {r['condense_seconds']:.1f} s")
-    _log(f"samples: {Path(out) / 'samples.png'}")
+    log(f"samples: {Path(out) / 'samples.png'}")
 
 
 @main.command()

@@ -68,7 +68,9 @@ def condense(data: Dataset, kind: str, ipc: float, *, seed: int = 0, device: str
     if "pruning" in report:
         meta["pruning"] = {k: v for k, v in report["pruning"].items() if k not in ("aum",)}
     result = CondenseResult(container.cpu().eval(), meta, report)
-    if out is not None:
+    from . import distributed
+
+    if out is not None and distributed.is_main():  # replicas are identical: rank 0 writes
         write_run(result, data, Path(out))
         if figures:
             write_pruning_figures(report["pruning"], figures, data, Path(out))

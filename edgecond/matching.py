@@ -38,6 +38,7 @@ from .containers import Container, IDCContainer, PixelContainer
 from .containers.hmn import HMN
 from .data import Dataset
 from .io import atomic_write
+from . import distributed as dist
 from .models import build_convnet
 from .multisize import MLSState, prefix_distances
 
@@ -65,6 +66,7 @@ class MatchConfig:
     distance: str = "mse"           # mse | l1 over conv-weight gradients
     checkpoint_every: int = 5
     explode_ratio: float = 1e4      # stop if an outer mean loss exceeds this x the first one
+    update_mode: str = "sequential"  # sequential: a step per class (papers); summed: one per inner iteration
     multisize: bool = False         # MDC's adaptive subset loss (see multisize.py)
     mls_interval: int = 5           # MDC's Delta t, in outer iterations
 
@@ -187,12 +189,18 @@ class Matcher:
             raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
         milestones = sorted({max(1, int(f * cfg.outer)) for f in cfg.lr_milestones})
         self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones=milestones, gamma=0.1)
+        if cfg.update_mode not in ("sequential", "summed"):
+            raise ValueError(f"unknown update mode {cfg.update_mode!r}; choose sequential or summed")
+        if dist.world_size() > 1 and cfg.update_mode != "summed":
+            raise ValueError("condensing across ranks needs --update-mode summed (one step per inner iteration)")
         self.aug = Augment(flip=data.flip)
+        self.owned = dist.owned_classes(data.num_classes)
         self.start = 0
         self.mls = MLSState(candidates=self._candidates()) if cfg.multisize else None
         self.losses: list[float] = []
         self.seconds = 0.0
-        self.by_class = [data.class_images(c).to(device) for c in range(data.num_classes)]
+        # each rank keeps the real data of its own classes only
+        self.by_class = {c: data.class_images(c).to(device) for c in dist.owned_classes(data.num_classes)}
         lo = (0 - torch.tensor(data.mean)) / torch.tensor(data.std)
         hi = (1 - torch.tensor(data.mean)) / torch.tensor(data.std)
         self.pixel_range = (lo.view(-1, 1, 1).to(device), hi.view(-1, 1, 1).to(device))
@@ -212,7 +220,7 @@ class Matcher:
         return st
 
     def save_checkpoint(self, outer: int) -> Path | None:
-        if self.out is None:
+        if self.out is None or not dist.is_main():
             return None
         path = self.out / CHECKPOINT
         st = self.state(outer)
@@ -267,14 +275,9 @@ class Matcher:
 
     def _step(self, loss: torch.Tensor) -> None:
         """One optimiser step; the frozen multisize prefix (if any) is left exactly as it was."""
-        frozen = self.mls.frozen_now if self.mls is not None else 0
-        saved = [(p, sl, p.data[:, sl].clone()) for p, sl in self.container.frozen_slices(frozen)] if frozen else []
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        self.opt.step()
-        with torch.no_grad():
-            for p, sl, value in saved:
-                p.data[:, sl] = value
+        self._apply_step()
 
     def _train_net(self, net, net_opt, gen: torch.Generator) -> None:
         x, y = self.data.x_train, self.data.y_train
@@ -289,6 +292,8 @@ class Matcher:
             net_opt.step()
 
     def outer_iteration(self, outer: int) -> float:
+        if self.cfg.update_mode == "summed":
+            return self._outer_summed(outer)
         gen = self._generator(outer)
         net = build_convnet(self.data.image_shape, self.data.num_classes, width=self.cfg.net_width).to(self.device)
         net_opt = torch.optim.SGD(net.parameters(), lr=self.cfg.net_lr, momentum=0.9, weight_decay=5e-4)
@@ -298,17 +303,7 @@ class Matcher:
             for c in range(self.data.num_classes):
                 real_c = self.by_class[c]
                 real = real_c[torch.randint(len(real_c), (self.cfg.real_batch,), generator=gen)]
-                syn_idx = self._syn_indices(gen)
-                if self.mls is None:
-                    loss = class_step_loss(self.container, net, real, c, syn_idx, self.aug, gen, self.cfg.distance)
-                    step_loss = loss
-                else:
-                    loss, d = class_step_loss(self.container, net, real, c, syn_idx, self.aug, gen,
-                                              self.cfg.distance, measure=self.mls.candidates)
-                    self.mls.observe(d)
-                    subset = torch.arange(self.mls.mls, device=self.device)
-                    step_loss = loss + class_step_loss(self.container, net, real, c, subset, self.aug, gen,
-                                                       self.cfg.distance)
+                loss, step_loss = self._class_losses(net, real, c, gen)
                 self._step(step_loss)
                 total, count = total + loss.item(), count + 1
             self._train_net(net, net_opt, gen)
@@ -317,6 +312,69 @@ class Matcher:
         if self.mls is not None and (outer + 1) % self.cfg.mls_interval == 0:
             self.mls.end_period(outer + 1)
         return total / max(1, count)
+
+    # -- the summed update mode (the same for 1 and N ranks) -----------------------------
+    def _outer_summed(self, outer: int) -> float:
+        self._generator(outer)  # seeds the network's initialisation, identically on every rank
+        net = build_convnet(self.data.image_shape, self.data.num_classes, width=self.cfg.net_width).to(self.device)
+        net_opt = torch.optim.SGD(net.parameters(), lr=self.cfg.net_lr, momentum=0.9, weight_decay=5e-4)
+        params = [p for p in self.container.parameters() if p.requires_grad]
+        stats = torch.zeros(2, dtype=torch.float64)  # loss sum, class steps
+        for inner in range(self.cfg.inner):
+            net.train()
+            self.opt.zero_grad(set_to_none=True)
+            for c in self.owned:
+                gen = dist.generator(self.seed, outer, inner, "match", c)
+                real_c = self.by_class[c]
+                real = real_c[torch.randint(len(real_c), (self.cfg.real_batch,), generator=gen)]
+                loss, step_loss = self._class_losses(net, real, c, gen)
+                step_loss.backward()
+                stats += torch.tensor([loss.item(), 1.0], dtype=torch.float64)
+            dist.all_reduce_grads_(params)
+            self._apply_step()
+            self._train_net_summed(net, net_opt, outer, inner)
+        self._project()
+        self.sched.step()
+        if self.mls is not None and (outer + 1) % self.cfg.mls_interval == 0:
+            self.mls.end_period(outer + 1, reduce=dist.all_reduce_sum_)
+        dist.all_reduce_sum_([stats])
+        return float(stats[0] / max(1.0, float(stats[1])))
+
+    def _class_losses(self, net, real, c, gen):
+        """(base matching loss, loss to back-propagate) of class c, with the MLS subset term if on."""
+        syn_idx = self._syn_indices(gen)
+        if self.mls is None:
+            loss = class_step_loss(self.container, net, real, c, syn_idx, self.aug, gen, self.cfg.distance)
+            return loss, loss
+        loss, d = class_step_loss(self.container, net, real, c, syn_idx, self.aug, gen, self.cfg.distance,
+                                  measure=self.mls.candidates)
+        self.mls.observe(d)
+        subset = torch.arange(self.mls.mls, device=self.device)
+        return loss, loss + class_step_loss(self.container, net, real, c, subset, self.aug, gen, self.cfg.distance)
+
+    def _train_net_summed(self, net, net_opt, outer: int, inner: int) -> None:
+        """Data-parallel real-data steps: per-class sub-batches, summed gradients (no CutMix across ranks)."""
+        k = self.data.num_classes
+        per_class = max(1, self.cfg.real_batch // k)
+        for step in range(self.cfg.net_steps):
+            net_opt.zero_grad(set_to_none=True)
+            for c in self.owned:
+                gen = dist.generator(self.seed, outer, inner, "net", step, c)
+                real_c = self.by_class[c]
+                xb = self.aug(real_c[torch.randint(len(real_c), (per_class,), generator=gen)], generator=gen)
+                yb = torch.full((per_class,), c, dtype=torch.long, device=self.device)
+                (F.cross_entropy(net(xb), yb, reduction="sum") / (per_class * k)).backward()
+            dist.all_reduce_grads_(list(net.parameters()))
+            net_opt.step()
+
+    def _apply_step(self) -> None:
+        """Optimiser step on accumulated gradients; the frozen multisize prefix stays as it was."""
+        frozen = self.mls.frozen_now if self.mls is not None else 0
+        saved = [(p, sl, p.data[:, sl].clone()) for p, sl in self.container.frozen_slices(frozen)] if frozen else []
+        self.opt.step()
+        with torch.no_grad():
+            for p, sl, value in saved:
+                p.data[:, sl] = value
 
     @torch.no_grad()
     def _project(self) -> None:
@@ -338,10 +396,11 @@ class Matcher:
         """Run (or continue) the schedule; `stop_after` ends early after that many outer iterations."""
         end = self.cfg.outer if stop_after is None else min(self.cfg.outer, stop_after)
         bar = tqdm(range(self.start, end), initial=self.start, total=self.cfg.outer, desc="condense",
-                   disable=None if progress else True, file=sys.stderr)
+                   disable=None if progress and dist.is_main() else True, file=sys.stderr)
         outer = self.start
         try:
             for outer in bar:
+                dist.maybe_fail(outer)
                 t0 = time.time()
                 loss = self.outer_iteration(outer)
                 self._check(outer, loss)
@@ -388,7 +447,7 @@ def condense_matching(data: Dataset, kind: str, ipc: float, *, seed: int = 0, de
         report["multisize"] = {"mls_history": m.mls.history, "frozen": m.mls.frozen, "final_mls": m.mls.mls}
         pcfg = replace(pcfg, protect=max(m.mls.frozen + [m.mls.mls]))  # pruning never breaks a trained subset
     order = [list(range(container.instances_per_class)) for _ in range(data.num_classes)]
-    if prune != "none":
+    if prune != "none" and dist.is_main():  # pruning reads the whole train split: rank 0 alone
         target = solve_hmn(data.image_shape, data.num_classes, ipc, instance_channels=instance_channels).instances
         t0 = time.time()
         pcfg = replace(pcfg, protect=min(pcfg.protect, target - 1))

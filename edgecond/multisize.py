@@ -67,8 +67,17 @@ class MLSState:
         self.acc = d if self.acc is None else self.acc + d
         self.count += 1
 
-    def end_period(self, outer: int) -> None:
-        """At a period boundary: average d, pick the next MLS, freeze the one that served."""
+    def end_period(self, outer: int, reduce=None) -> None:
+        """At a period boundary: average d, pick the next MLS, freeze the one that served.
+
+        `reduce` sums tensors across ranks in place (torch.distributed), so every rank
+        averages the distances of all classes and picks the same MLS.
+        """
+        if reduce is not None:
+            acc = self.acc if self.acc is not None else torch.zeros(self.candidates, dtype=torch.float64)
+            n = torch.tensor([float(self.count)], dtype=torch.float64)
+            reduce([acc, n])
+            self.acc, self.count = acc, int(n.item())
         if self.count == 0:
             return
         d = self.acc / self.count

@@ -53,7 +53,10 @@ class HMN(Container):
         chans = [feat + class_channels + instance_channels, *hidden, c_img]
         mods: list[nn.Module] = []
         for j, (a, b) in enumerate(zip(chans[:-1], chans[1:])):
-            mods.append(nn.ConvTranspose2d(a, b, kernel_size=4, stride=2, padding=1))
+            normed = j < len(chans) - 2 and norm == "instance"
+            # a bias right before a normalisation is cancelled by it: not stored (and its zero
+            # gradient would only feed Adam numerical noise)
+            mods.append(nn.ConvTranspose2d(a, b, kernel_size=4, stride=2, padding=1, bias=not normed))
             if j < len(chans) - 2:
                 if norm == "instance":
                     mods.append(nn.GroupNorm(b, b, affine=True))
@@ -117,6 +120,7 @@ class HMN(Container):
         for m in self.decoder:
             if isinstance(m, nn.ConvTranspose2d):
                 nn.init.kaiming_uniform_(m.weight, a=5 ** 0.5, generator=generator)
-                bound = 1 / (m.weight.shape[1] * 16) ** 0.5
-                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+                if m.bias is not None:
+                    bound = 1 / (m.weight.shape[1] * 16) ** 0.5
+                    nn.init.uniform_(m.bias, -bound, bound, generator=generator)
 
