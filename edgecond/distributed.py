@@ -74,6 +74,16 @@ def all_reduce_grads_(params: list[torch.nn.Parameter]) -> None:
     all_reduce_sum_([p.grad for p in params])
 
 
+def gather_float(value: float) -> list[float]:
+    """Every rank's value, in rank order (a single process: [value])."""
+    if world_size() == 1:
+        return [float(value)]
+    t = torch.zeros(world_size(), dtype=torch.float64)
+    t[rank()] = value
+    all_reduce_sum_([t])
+    return t.tolist()
+
+
 def generator(*key) -> torch.Generator:
     """A generator seeded by a key (e.g. seed, outer, inner, class): the same on every rank."""
     digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()

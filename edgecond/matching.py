@@ -441,8 +441,13 @@ def condense_matching(data: Dataset, kind: str, ipc: float, *, seed: int = 0, de
     if resume and not resumed:
         print(f"no checkpoint in {out}; starting from scratch", file=sys.stderr)
     m.run(progress=progress)
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     report = {"match_config": asdict(cfg), "preset": preset, "loss_curve": m.losses,
-              "matching_seconds": round(m.seconds, 2), "resumed": bool(resumed), "over_budget": over}
+              "matching_seconds": round(m.seconds, 2), "resumed": bool(resumed), "over_budget": over,
+              "world_size": dist.world_size(), "rank_peak_rss_mb": dist.gather_float(rss),
+              "rank_matching_seconds": dist.gather_float(m.seconds)}
     if m.mls is not None:
         report["multisize"] = {"mls_history": m.mls.history, "frozen": m.mls.frozen, "final_mls": m.mls.mls}
         pcfg = replace(pcfg, protect=max(m.mls.frozen + [m.mls.mls]))  # pruning never breaks a trained subset
