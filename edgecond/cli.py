@@ -13,7 +13,7 @@ import click
 
 from . import __version__
 
-CONTAINER_KINDS = ["hmn", "pixel", "idc", "random", "herding"]
+CONTAINER_KINDS = ["hmn", "pixel", "idc", "haba", "random", "herding"]
 
 
 def _log(msg: str) -> None:
@@ -76,7 +76,8 @@ def main():
 @click.option("--ipc", type=float, required=True,
               help="Storage budget in images per class: ipc x classes x C x H x W float32 values.")
 @click.option("--container", "kind", type=click.Choice(CONTAINER_KINDS), default="hmn", show_default=True,
-              help="hmn: hierarchical memory network; pixel: IDC-I images; idc: multi-formation; "
+              help="hmn: hierarchical memory network; pixel: IDC-I images; idc: multi-formation; haba: bases x "
+                   "hallucinators; "
                    "random/herding: real-image coresets.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Run directory: container file, report.json, samples.png, checkpoints.")

@@ -137,7 +137,20 @@ def init_container(kind: str, data: Dataset, ipc: float, seed: int, over_budget:
         with torch.no_grad():
             cont.pixels.copy_(tiled)
         return cont
-    raise ValueError(f"{kind!r} is not condensed by gradient matching (hmn, pixel, idc)")
+    if kind == "haba":
+        from .containers.haba import HaBa, solve_haba
+
+        cont = HaBa(**solve_haba(data.image_shape, data.num_classes, ipc))
+        real = _real_init(data, cont.n_bases, gen)
+        if cont.base_factor > 1:
+            k, n = real.shape[:2]
+            real = F.avg_pool2d(real.flatten(0, 1), cont.base_factor).view(k, n, *cont.bases.shape[2:])
+        with torch.no_grad():
+            cont.bases.copy_(real)
+            nn_init = torch.randn(cont.enc_weight.shape, generator=gen) * 0.1
+            cont.enc_weight.copy_(nn_init)
+        return cont
+    raise ValueError(f"{kind!r} is not condensed by gradient matching (hmn, pixel, idc, haba)")
 
 
 # --------------------------------------------------------------------------- the loop
@@ -379,7 +392,7 @@ class Matcher:
     @torch.no_grad()
     def _project(self) -> None:
         """Pixel containers stay valid images: clamp to the [0, 1] pixel range (IDC)."""
-        if isinstance(self.container, (PixelContainer, IDCContainer)):
+        if isinstance(self.container, (PixelContainer, IDCContainer)):  # (HaBa's bases are codes: free)
             lo, hi = self.pixel_range
             self.container.pixels.copy_(torch.maximum(torch.minimum(self.container.pixels, hi), lo))
 

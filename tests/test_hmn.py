@@ -51,7 +51,7 @@ def test_over_budget_adds_instances_only():
     assert over.total_floats <= 1.1 * 10 * 3 * 32 * 32 * 10
 
 
-@pytest.mark.parametrize("kind", ["hmn", "pixel", "idc"])
+@pytest.mark.parametrize("kind", ["hmn", "pixel", "idc", "haba"])
 def test_image_depends_on_its_index_alone(digits, kind):
     cont = init_container(kind, digits, 5, seed=0)
     k = cont.instances_per_class
@@ -124,3 +124,37 @@ def test_nan_stops_with_clear_message(digits, tmp_path):
     m = Matcher(cont, digits, match_config("quick", "hmn", digits.image_shape, **TINY), out=tmp_path)
     with pytest.raises(ConvergenceError, match="became nan at outer iteration 1"):
         m.run(progress=False)
+
+
+@pytest.mark.parametrize("image_shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)])
+@pytest.mark.parametrize("ipc", [1, 2, 10])
+def test_haba_counts_hallucinators_in_the_budget(image_shape, ipc):
+    from edgecond.containers.haba import HaBa, solve_haba
+
+    budget = ipc * image_shape[0] * image_shape[1] * image_shape[2] * 10
+    try:
+        cfg = solve_haba(image_shape, 10, ipc)
+    except ValueError:
+        assert image_shape == (1, 8, 8) and ipc == 1
+        return
+    haba = HaBa(**cfg)
+    assert haba.stored_floats() <= budget and haba.instances_per_class == cfg["bases"] * cfg["hallucinators"]
+    assert haba.generate(torch.tensor([3]), torch.tensor([haba.instances_per_class - 1])).shape == (1, *image_shape)
+
+
+def test_haba_starts_as_its_bases(digits):
+    cont = init_container("haba", digits, 5, seed=0)
+    with torch.no_grad():
+        x = cont.generate(torch.tensor([4, 4]), torch.tensor([0, cont.n_bases]))  # basis 0 via hallucinators 0 and 1
+    assert torch.allclose(x[0], cont.bases[4, 0]) and torch.allclose(x[1], cont.bases[4, 0])
+
+
+@pytest.mark.parametrize("kind", ["pixel", "idc", "haba"])
+def test_every_matched_container_learns(digits, kind):
+    cont = init_container(kind, digits, 5, seed=0)
+    before = {k: v.clone() for k, v in cont.state_dict().items()}
+    m = Matcher(cont, digits, match_config("quick", kind, digits.image_shape, **TINY))
+    losses = m.run(progress=False)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    changed = [k for k, v in cont.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed, f"{kind}: no parameter moved"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import Container
+from .haba import HaBa
 from .hmn import HMN
 from .pixel import IDCContainer, PixelContainer
 
@@ -13,6 +14,7 @@ CONTAINER_CLASSES: dict[str, type[Container]] = {
     "pixel": PixelContainer,
     "idc": IDCContainer,
     "hmn": HMN,
+    "haba": HaBa,
 }
 
 
