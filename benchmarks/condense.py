@@ -43,6 +43,12 @@ def condense_cli(dataset: str, kind: str, ipc: int, seed: int, threads: int) -> 
     return {"dir": str(out), **json.loads((out / "report.json").read_text())}
 
 
+def load_cache(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    return {(r["dataset"], r["ipc"], r["method"]): r for r in json.loads(path.read_text())["rows"]}
+
+
 KINDS = ["random", "herding", "pixel", "idc", "hmn"]
 
 
@@ -62,8 +68,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cache_file = RESULTS / "condense.json"
-    cached = {} if args.fresh or not cache_file.is_file() else \
-        {(r["dataset"], r["ipc"], r["method"]): r for r in json.loads(cache_file.read_text())["rows"]}
+    cached = {} if args.fresh else load_cache(cache_file)
     cfg = eval_config("quick")
     results = dict(cached)  # (dataset, ipc, method) -> row; rows of other runs are kept
     for name in dataset_names(args.datasets.split(",")):
@@ -82,10 +87,12 @@ def main() -> None:
                              "images_per_class": rep["instances_per_class"], "stored_floats": rep["stored_floats"],
                              "budget_floats": rep["budget_floats"], "condense_seconds": rep["condense_seconds"],
                              "peak_rss_mb": rep["peak_rss_mb"]})
+                results = {**load_cache(cache_file), **results}  # rows another process finished meanwhile
                 rows = [results[k] for k in sorted(results, key=order)]
                 print(*key, fmt(ev["accuracy_mean"], ev["accuracy_std"]), f"{rep['condense_seconds']:.0f}s", flush=True)
                 write("condense", {"seeds": args.seeds, "eval": cfg.__dict__, "rows": rows}, "(partial)")
 
+    results = {**load_cache(cache_file), **results}
     rows = [results[k] for k in sorted(results, key=order)]
     table = ("| dataset | IPC | container | images/class | stored / budget floats | test accuracy (%) | "
              "condense time (s) | peak RSS (MB) |\n|---|---|---|---|---|---|---|---|\n")
