@@ -125,6 +125,12 @@ def prune_container(container: Container, target: int, data: Dataset, cfg: Prune
                     "removed_per_class": remove, "protect": cfg.protect}
     if cfg.method == "none" or remove <= 0:
         return report
+    if cfg.method == "random":  # needs no training dynamics
+        keep = keep_indices(torch.zeros(container.num_classes, n), remove, "random", protect=cfg.protect,
+                            generator=torch.Generator().manual_seed(seed))
+        report["kept"] = keep.tolist()
+        container.select_instances(keep)
+        return report
     aum = aum_scores(container, data, cfg, seed=seed, device=device)
     report["aum"] = {"mean": float(aum.mean()), "std": float(aum.std()), "min": float(aum.min()),
                      "max": float(aum.max()), "per_instance": aum.tolist()}

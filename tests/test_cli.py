@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from edgecond.cli import main
@@ -38,3 +39,25 @@ def test_clear_errors(tmp_path):
 def test_help_teaches():
     res = CliRunner().invoke(main, ["condense", "--help"])
     assert res.exit_code == 0 and "images per class" in res.output
+
+
+@pytest.mark.parametrize("prune", ["random", pytest.param("double-end", marks=pytest.mark.slow)])
+def test_condense_hmn_end_to_end_with_pruning_and_multisize(tmp_path, prune):
+    """The CLI path users take: over-budget HMN + multisize, pruned back, with every output file."""
+    r = CliRunner()
+    out = tmp_path / "hmn"
+    res = r.invoke(main, ["condense", "--dataset", "digits", "--ipc", "5", "--container", "hmn", "--out", str(out),
+                          "--outer", "2", "--inner", "2", "--prune", prune])
+    assert res.exit_code == 0, res.output
+    figures = ("aum.png", "pruned.png") if prune == "double-end" else ()
+    for f in ("container.safetensors", "report.json", "samples.png", "loss.png", *figures):
+        assert (out / f).is_file(), f
+    report = json.loads((out / "report.json").read_text())
+    assert report["stored_floats"] <= report["budget_floats"]
+    assert report["pruning"]["instances_after"] == report["instances_per_class"] < report["pruning"]["instances_before"]
+    assert "multisize" in report and report["pruning"]["protect"] >= 1
+    info = json.loads(r.invoke(main, ["info", str(out), "--json"]).stdout)
+    assert set(info["parts"]) == {"dataset_memory", "class_memory", "instance_memory", "feature_extractors", "decoder"}
+    res = r.invoke(main, ["evaluate", str(out), "--seeds", "1", "--steps", "20", "--subsets", "1,2", "--json"])
+    assert res.exit_code == 0, res.output
+    assert set(json.loads(res.stdout)["subsets"]) == {"1", "2"} and (out / "subsets.png").is_file()
