@@ -454,9 +454,9 @@ def condense_matching(data: Dataset, kind: str, ipc: float, *, seed: int = 0, de
     if resume and not resumed:
         print(f"no checkpoint in {out}; starting from scratch", file=sys.stderr)
     m.run(progress=progress)
-    import resource
+    from .condense import peak_rss_mb
 
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    rss = peak_rss_mb()
     report = {"match_config": asdict(cfg), "preset": preset, "loss_curve": m.losses,
               "matching_seconds": round(m.seconds, 2), "resumed": bool(resumed), "over_budget": over,
               "world_size": dist.world_size(), "rank_peak_rss_mb": dist.gather_float(rss),
