@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the embedded digits dataset (quick preset, ~8 minutes on 2 CPU cores):
+# The main job on the embedded digits dataset (quick preset, ~15 minutes on 2 CPU cores):
 # condense an HMN at a 5 images-per-class budget, make the random real-image baseline at the
 # same budget, evaluate both with 3 seeds, and show where the pictures are.
 set -euo pipefail
