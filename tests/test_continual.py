@@ -89,3 +89,13 @@ def test_continual_cli(tmp_path):
     assert (tmp_path / "accuracy.png").is_file() and (tmp_path / "results.csv").is_file()
     bad = CliRunner().invoke(main, ["continual", "--strategies", "nope", "--out", str(tmp_path)])
     assert bad.exit_code != 0 and "unknown strategy 'nope'" in bad.output
+
+
+def test_device_budget_schedule_takes_prefixes(four):
+    from edgecond.continual.buffers import HMNBuffer
+
+    buf = HMNBuffer(four, 10, "/nonexistent", 4, schedule=[50, 20, 5])
+    for t, want in [(0, 50), (1, 20), (2, 5), (7, 5)]:
+        buf.experience = t
+        assert buf.per_class_now(57) == min(want, 57)
+    assert buf.per_class_now(3) == 3

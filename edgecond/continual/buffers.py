@@ -102,7 +102,8 @@ class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
     def per_class_now(self, instances: int) -> int:
         if not self.schedule:
             return instances
-        k = self.schedule[min(self.experience, len(self.schedule)) - 1] if self.experience else self.schedule[0]
+        # while training experience t (t containers stored) the device replays schedule[t] per class
+        k = self.schedule[min(self.experience, len(self.schedule) - 1)]
         return max(1, min(int(k), instances))
 
     @property
