@@ -39,14 +39,19 @@ def main() -> None:
                 ev = evaluate_images(x, y, data, cfg, seeds=args.seeds, progress=False)
                 rows.append({"dataset": short(name), "ipc": ipc, "method": kind, **ev})
                 print(rows[-1]["dataset"], ipc, kind, fmt(ev["accuracy_mean"], ev["accuracy_std"]), flush=True)
+                write("baselines", {"seeds": args.seeds, "eval": cfg.__dict__, "rows": rows, "partial": True},
+                      table(rows) + "\n\n(partial: the run was still going)")
         ev = evaluate_images(data.x_train, data.y_train, data, cfg, seeds=args.seeds, progress=False)
         rows.append({"dataset": short(name), "ipc": "full", "method": "full train split", **ev})
         print(short(name), "full", fmt(ev["accuracy_mean"], ev["accuracy_std"]), flush=True)
 
-    table = "| dataset | IPC | method | test accuracy (%) | seeds |\n|---|---|---|---|---|\n"
-    table += "\n".join(f"| {r['dataset']} | {r['ipc']} | {r['method']} | {fmt(r['accuracy_mean'], r['accuracy_std'])} "
-                       f"| {len(r['accuracies'])} |" for r in rows)
-    write("baselines", {"seeds": args.seeds, "eval": cfg.__dict__, "rows": rows}, table)
+    write("baselines", {"seeds": args.seeds, "eval": cfg.__dict__, "rows": rows}, table(rows))
+
+
+def table(rows: list[dict]) -> str:
+    out = "| dataset | IPC | method | test accuracy (%) | seeds |\n|---|---|---|---|---|\n"
+    return out + "\n".join(f"| {r['dataset']} | {r['ipc']} | {r['method']} | "
+                            f"{fmt(r['accuracy_mean'], r['accuracy_std'])} | {len(r['accuracies'])} |" for r in rows)
 
 
 if __name__ == "__main__":
