@@ -29,15 +29,21 @@ from edgecond.io import load_container
 
 IPCS = {"digits": [2, 5], "cifar10_mini": [1, 10]}
 RUNS = Path(__file__).resolve().parent / "runs"
+CORESETS = ("random", "herding")
 
 
-def condense_cli(dataset: str, kind: str, ipc: int, seed: int, threads: int) -> dict:
-    out = RUNS / f"{short(dataset)}-{kind}-ipc{ipc}-s{seed}"
+def condense_cli(dataset: str, kind: str, ipc: float, seed: int, threads: int, multisize: bool = False) -> dict:
+    """Condense (or reuse) benchmarks/runs/<dataset>-<kind>[-ms]-ipc<ipc>-s<seed> with the CLI.
+
+    Plain by default (no multisize loss, no pruning: every container under the same loss,
+    as the HMN paper's Table 3); multisize=True adds MDC's subset loss (benchmarks/multisize.py).
+    """
+    out = RUNS / f"{short(dataset)}-{kind}{'-ms' if multisize else ''}-ipc{ipc:g}-s{seed}"
     if not (out / "container.safetensors").is_file():
         cmd = [sys.executable, "-m", "edgecond.cli", "condense", "--dataset", dataset, "--container", kind,
-               "--ipc", str(ipc), "--seed", str(seed), "--out", str(out), "--threads", str(threads), "--resume"]
-        if kind in ("hmn", "pixel", "idc"):
-            cmd += ["--no-multisize", "--prune", "none"]  # plain condensation: containers under one loss
+               "--ipc", f"{ipc:g}", "--seed", str(seed), "--out", str(out), "--threads", str(threads), "--resume"]
+        if kind not in CORESETS:
+            cmd += ["--multisize" if multisize else "--no-multisize", "--prune", "none"]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     return {"dir": str(out), **json.loads((out / "report.json").read_text())}
@@ -49,7 +55,7 @@ def load_cache(path: Path) -> dict:
     return {(r["dataset"], r["ipc"], r["method"]): r for r in json.loads(path.read_text())["rows"]}
 
 
-KINDS = ["random", "herding", "pixel", "idc", "hmn"]
+KINDS = ["random", "herding", "pixel", "idc", "haba", "hmn"]
 
 
 def order(key):
@@ -60,7 +66,7 @@ def order(key):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="digits,cifar10_mini")
-    ap.add_argument("--kinds", default="random,herding,pixel,idc,hmn")
+    ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--ipcs", default=None, help="override the per-dataset IPCs, e.g. 5")
     ap.add_argument("--seeds", type=int, default=3, help="evaluation seeds per container")
     ap.add_argument("--threads", type=int, default=2)

@@ -1,35 +1,60 @@
 """MDC's Table 1 at our scale: accuracy of every prefix subset, with and without multisize.
 
     python benchmarks/multisize.py --datasets digits
-    python benchmarks/multisize.py                    # digits 5 IPC and cifar10_mini 10 IPC
+    python benchmarks/multisize.py          # digits 5 IPC; cifar10_mini pixel 10 IPC, hmn 1 IPC
 
-For pixel and hmn: Baseline C (one plain condensation, prefixes taken as they come) and
-ours (one condensation with MDC's adaptive subset loss); for pixel also Baseline A (a
-separate condensation per size). Each prefix size S_[k] is trained on alone (quick
-evaluation, --seeds seeds). Reports the average over sizes and the full size, writes
-results/multisize.{json,md} and results/multisize-<dataset>.png.
+For each container kind and budget:
+  Baseline C  one plain condensation (benchmarks/condense.py's run), prefixes S_[k] as they come;
+  MDC (ours)  one condensation with MDC's adaptive subset loss (`--multisize`);
+  Baseline A  (pixel only) a separate plain condensation at each size k.
+Each prefix S_[k] (the first k instances of every class) is trained on alone with the quick
+evaluation protocol over --seeds seeds, at sizes 1, N/4, N/2 and N (N instances per class;
+MDC's Baseline A needs at least these). On cifar10_mini the hmn budget is 1 IPC (85
+instances per class) rather than 10 so that one CPU session can afford it; pixel uses 10 IPC
+(at 1 IPC it has a single instance and no subsets). Rows are cached in
+results/multisize.json; writes results/multisize.md and results/multisize-<dataset>.png.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
 import torch
 
 from common import RESULTS, dataset_names, fmt, short, write
+from condense import condense_cli
 from edgecond.data import load_dataset
-from edgecond.evaluation import eval_config, evaluate_images, evaluate_subsets, subset_sizes
-from edgecond.matching import Matcher, init_container, match_config
+from edgecond.evaluation import eval_config, evaluate_images, evaluate_subsets
+from edgecond.io import load_container
 from edgecond.plots import line_plot
 
-IPCS = {"digits": 5, "cifar10_mini": 10}
+IPCS = {"digits": {"pixel": 5, "hmn": 5}, "cifar10_mini": {"pixel": 10, "hmn": 1}}
+METHODS = ["Baseline A", "Baseline C", "MDC (ours)"]
 
 
-def condensed(kind, data, ipc, multisize, seed=0):
-    cont = init_container(kind, data, ipc, seed)
-    Matcher(cont, data, match_config("quick", kind, data.image_shape, multisize=multisize), seed=seed).run(progress=False)
-    return cont
+def quarters(n: int) -> list[int]:
+    return sorted({1, max(1, n // 4), max(1, n // 2), n})
+
+
+def cached_rows() -> dict:
+    path = RESULTS / "multisize.json"
+    rows = json.loads(path.read_text())["rows"] if path.is_file() else []
+    return {(r["dataset"], r["kind"], r["method"]): r for r in rows}
+
+
+def measure(name, data, kind, method, ipc, cfg, seeds, threads) -> dict:
+    if method == "Baseline A":  # one plain condensation per size; sizes of the plain container
+        n = load_container(condense_cli(name, kind, ipc, 0, threads)["dir"])[0].instances_per_class
+        sub = {}
+        for k in quarters(n):
+            x, y = load_container(condense_cli(name, kind, k, 0, threads)["dir"])[0].images()
+            r = evaluate_images(x, y, data, cfg, seeds=seeds, progress=False)
+            sub[str(k)] = {"mean": r["accuracy_mean"], "std": r["accuracy_std"], "accuracies": r["accuracies"]}
+        return sub
+    cont, _ = load_container(condense_cli(name, kind, ipc, 0, threads, multisize=method == "MDC (ours)")["dir"])
+    return evaluate_subsets(cont, data, cfg, quarters(cont.instances_per_class), seeds=seeds, progress=False)
 
 
 def main() -> None:
@@ -41,40 +66,39 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = eval_config("quick")
-    rows = []
+    rows = cached_rows()
     for name in dataset_names(args.datasets.split(",")):
         data = load_dataset(name)
-        ipc = IPCS[short(name)]
-        curves = {}
         for kind in args.kinds.split(","):
-            for label, ms in (("Baseline C", False), ("MDC (ours)", True)):
-                cont = condensed(kind, data, ipc, ms)
-                sizes = subset_sizes("all", cont.instances_per_class)
-                sub = evaluate_subsets(cont, data, cfg, sizes, seeds=args.seeds, progress=False)
-                curves[f"{kind} {label}"] = sub
-            if kind == "pixel":  # Baseline A: a separate condensation per size
-                sub = {}
-                for k in subset_sizes("all", ipc):
-                    x, y = condensed("pixel", data, k, False).images()
-                    r = evaluate_images(x, y, data, cfg, seeds=args.seeds, progress=False)
-                    sub[str(k)] = {"mean": r["accuracy_mean"], "std": r["accuracy_std"], "accuracies": r["accuracies"]}
-                curves["pixel Baseline A"] = sub
-        for method, sub in curves.items():
-            means = [v["mean"] for v in sub.values()]
-            full = sub[max(sub, key=int)]
-            rows.append({"dataset": short(name), "ipc": ipc, "method": method, "subsets": sub,
-                         "average": float(np.mean(means)), "first": sub["1"]["mean"], "full": full["mean"],
-                         "full_std": full["std"]})
-            print(short(name), method, f"avg {100 * np.mean(means):.1f}", flush=True)
-        line_plot({m: ([int(k) for k in s], [v["mean"] for v in s.values()], [v["std"] for v in s.values()])
-                   for m, s in curves.items()}, RESULTS / f"multisize-{short(name)}.png",
-                  xlabel="images per class (prefix size)", ylabel="test accuracy",
-                  title=f"{short(name)}, {ipc} IPC budget: accuracy of each prefix subset")
-    table = ("| dataset | IPC | method | S_[1] (%) | average over sizes (%) | full size (%) |\n"
-             "|---|---|---|---|---|---|\n")
-    table += "\n".join(f"| {r['dataset']} | {r['ipc']} | {r['method']} | {100 * r['first']:.1f} | "
-                       f"{100 * r['average']:.1f} | {fmt(r['full'], r['full_std'])} |" for r in rows)
-    write("multisize", {"seeds": args.seeds, "rows": rows}, table)
+            ipc = IPCS[short(name)][kind]
+            for method in METHODS:
+                key = (short(name), kind, method)
+                if (method == "Baseline A" and kind != "pixel") or rows.get(key, {}).get("seeds") == args.seeds:
+                    continue
+                sub = measure(name, data, kind, method, ipc, cfg, args.seeds, args.threads)
+                full = sub[max(sub, key=int)]
+                rows[key] = {"dataset": key[0], "kind": kind, "method": method, "ipc": ipc, "seeds": args.seeds,
+                             "subsets": sub, "average": float(np.mean([v["mean"] for v in sub.values()])),
+                             "first": sub["1"]["mean"], "first_std": sub["1"]["std"],
+                             "full": full["mean"], "full_std": full["std"]}
+                print(*key, f"avg {100 * rows[key]['average']:.1f}", flush=True)
+                write_outputs(rows)
+
+
+def write_outputs(rows: dict) -> None:
+    ordered = [rows[k] for k in sorted(rows, key=lambda k: (k[0] != "digits", k[0], k[1], METHODS.index(k[2])))]
+    for ds in sorted({r["dataset"] for r in ordered}):
+        line_plot({f"{r['kind']} {r['ipc']} IPC {r['method']}":
+                   ([int(k) for k in r["subsets"]], [v["mean"] for v in r["subsets"].values()],
+                    [v["std"] for v in r["subsets"].values()]) for r in ordered if r["dataset"] == ds},
+                  RESULTS / f"multisize-{ds}.png", xlabel="images per class (prefix size)",
+                  ylabel="test accuracy", title=f"{ds}: accuracy of each prefix subset", logx=True)
+    table = ("| dataset | container | budget (IPC) | method | sizes | S_[1] (%) | average over sizes (%) | full size (%) |\n"
+             "|---|---|---|---|---|---|---|---|\n")
+    table += "\n".join(f"| {r['dataset']} | {r['kind']} | {r['ipc']} | {r['method']} | {','.join(r['subsets'])} | "
+                       f"{fmt(r['first'], r['first_std'])} | {100 * r['average']:.1f} | {fmt(r['full'], r['full_std'])} |"
+                       for r in ordered)
+    write("multisize", {"rows": ordered}, table)
 
 
 if __name__ == "__main__":

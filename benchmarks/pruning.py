@@ -4,34 +4,49 @@
     python benchmarks/pruning.py                      # digits 5 IPC and cifar10_mini 1 and 10 IPC
 
 One over-budget HMN (+10% instance memories) is condensed per setting and pruned back to the
-budget by each method (beta for double-end chosen on the validation split); the in-budget
-HMN is condensed separately. Quick presets throughout; test accuracy over --seeds
-evaluation seeds; pruning time as a share of condensation time. Writes results/pruning.{json,md}.
+budget by each method (beta for double-end chosen on the validation split). The in-budget HMN
+is the plain quick-preset HMN of benchmarks/condense.py (the same run directory is reused, so
+running both costs one in-budget condensation). Test accuracy over --seeds evaluation seeds;
+pruning time as a share of the over-budget condensation's matching time. Condensations
+checkpoint under benchmarks/runs/ and resume; finished rows are cached in results/pruning.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import time
 
 import torch
 
-from common import dataset_names, fmt, short, write
+from common import RESULTS, dataset_names, fmt, short, write
+from condense import RUNS, condense_cli
 from edgecond.budget import solve_hmn
 from edgecond.data import load_dataset
 from edgecond.evaluation import eval_config, evaluate_images
+from edgecond.io import load_container
 from edgecond.matching import Matcher, init_container, match_config
 from edgecond.pruning import prune_config, prune_container
 
 IPCS = {"digits": [5], "cifar10_mini": [1, 10]}
+METHODS = ["in-budget (no pruning)", "double-end", "easy", "random"]
 
 
-def condensed_hmn(data, ipc, over_budget, seed):
-    cont = init_container("hmn", data, ipc, seed, over_budget=over_budget)
-    t = time.time()
-    Matcher(cont, data, match_config("quick", "hmn", data.image_shape), seed=seed).run(progress=False)
-    return cont, time.time() - t
+def over_budget_hmn(data, ipc, seed: int = 0, over: float = 0.1):
+    """The over-budget HMN, condensed with checkpoints in its own run directory (resumable)."""
+    cont = init_container("hmn", data, ipc, seed, over_budget=over)
+    m = Matcher(cont, data, match_config("quick", "hmn", data.image_shape), seed=seed,
+                out=RUNS / f"{short(data.name)}-hmn-over{over:g}-ipc{ipc:g}-s{seed}")
+    m.load_checkpoint()
+    m.run(progress=False)
+    return cont, m.seconds
+
+
+def cached_rows() -> dict:
+    path = RESULTS / "pruning.json"
+    rows = json.loads(path.read_text())["rows"] if path.is_file() else []
+    return {(r["dataset"], r["ipc"], r["method"]): r for r in rows}
 
 
 def main() -> None:
@@ -43,34 +58,51 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = eval_config("quick")
-    rows = []
+    rows = cached_rows()
     for name in dataset_names(args.datasets.split(",")):
         data = load_dataset(name)
         for ipc in [float(v) for v in args.ipcs.split(",")] if args.ipcs else IPCS[short(name)]:
+            ipc = int(ipc) if ipc == int(ipc) else ipc
+            todo = [m for m in METHODS if rows.get((short(name), ipc, m), {}).get("seeds") != list(range(args.seeds))]
+            if not todo:
+                continue
             target = solve_hmn(data.image_shape, data.num_classes, ipc).instances
-            over, cond_s = condensed_hmn(data, ipc, 0.1, seed=0)
-            inb, inb_s = condensed_hmn(data, ipc, 0.0, seed=0)
-            variants = {"in-budget (no pruning)": (inb, {}, inb_s)}
-            for method in ("double-end", "easy", "random"):
-                c = copy.deepcopy(over)
-                t = time.time()
-                rep = prune_container(c, target, data, prune_config("quick", method), seed=0)
-                variants[method] = (c, rep, time.time() - t)
-            for method, (c, rep, secs) in variants.items():
+            over, cond_s = over_budget_hmn(data, ipc)
+            for method in todo:
+                if method.startswith("in-budget"):
+                    rep = condense_cli(name, "hmn", ipc, seed=0, threads=args.threads)
+                    c, _ = load_container(rep["dir"])
+                    prep, secs = {}, 0.0
+                else:
+                    c = copy.deepcopy(over)
+                    t = time.time()
+                    prep = prune_container(c, target, data, prune_config("quick", method), seed=0)
+                    secs = time.time() - t
                 x, y = c.images()
                 ev = evaluate_images(x, y, data, cfg, seeds=args.seeds, progress=False)
-                rows.append({"dataset": short(name), "ipc": ipc, "method": method, **ev,
-                             "instances_per_class": c.instances_per_class, "stored_floats": c.stored_floats(),
-                             "beta": rep.get("beta"), "beta_grid_val_accuracy": rep.get("beta_grid_val_accuracy"),
-                             "prune_seconds": secs if rep else 0.0, "condense_seconds": cond_s,
-                             "prune_share": (secs / cond_s) if rep else 0.0})
+                rows[(short(name), ipc, method)] = {
+                    "dataset": short(name), "ipc": ipc, "method": method, **ev,
+                    "instances_per_class": c.instances_per_class, "over_budget_instances": over.instances_per_class,
+                    "stored_floats": c.stored_floats(), "beta": prep.get("beta"),
+                    "beta_grid_val_accuracy": prep.get("beta_grid_val_accuracy"),
+                    "prune_seconds": round(secs, 1), "over_budget_matching_seconds": round(cond_s, 1),
+                    "prune_share": secs / cond_s if prep else 0.0}
                 print(short(name), ipc, method, fmt(ev["accuracy_mean"], ev["accuracy_std"]), flush=True)
+                write_table(rows, args.seeds)
+
+
+def share(row: dict) -> str:
+    return f"{100 * row['prune_share']:.0f}%" if row["prune_share"] else ""
+
+
+def write_table(rows: dict, seeds: int) -> None:
+    ordered = [rows[k] for k in sorted(rows, key=lambda k: (k[0] != "digits", k[0], k[1], METHODS.index(k[2])))]
     table = ("| dataset | IPC | method | images/class | beta (val) | test accuracy (%) | pruning time / condensation |\n"
              "|---|---|---|---|---|---|---|\n")
     table += "\n".join(f"| {r['dataset']} | {r['ipc']:g} | {r['method']} | {r['instances_per_class']} | "
                        f"{'' if r['beta'] is None else r['beta']} | {fmt(r['accuracy_mean'], r['accuracy_std'])} | "
-                       f"{100 * r['prune_share']:.0f}% |" for r in rows)
-    write("pruning", {"seeds": args.seeds, "rows": rows}, table)
+                       f"{share(r)} |" for r in ordered)
+    write("pruning", {"seeds": seeds, "rows": ordered}, table)
 
 
 if __name__ == "__main__":

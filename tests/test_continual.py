@@ -79,7 +79,7 @@ def test_continual_cli(tmp_path):
     from edgecond.cli import main
 
     r = CliRunner().invoke(main, ["continual", "--strategies", "naive,replay", "--experiences", "2", "--epochs", "1",
-                                  "--out", str(tmp_path), "--json"])
+                                  "--loggers", "text,csv", "--out", str(tmp_path), "--json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     for name in ("naive", "replay"):
@@ -87,8 +87,14 @@ def test_continual_cli(tmp_path):
         assert {"final_accuracy", "average_incremental_accuracy", "forgetting", "buffer_bytes",
                 "accuracy_matrix"} <= set(v)
     assert (tmp_path / "accuracy.png").is_file() and (tmp_path / "results.csv").is_file()
+    for name in ("naive", "replay"):  # Avalanche's own loggers wrote their metrics
+        assert "Top1_Acc_Stream" in (tmp_path / "logs" / f"{name}-s0" / "log.txt").read_text()
+        rows = (tmp_path / "logs" / f"{name}-s0" / "csv" / "eval_results.csv").read_text().splitlines()
+        assert rows[0].startswith("eval_exp") and len(rows) == 1 + 1 + 2  # header, then exp 0, then exps 0-1
     bad = CliRunner().invoke(main, ["continual", "--strategies", "nope", "--out", str(tmp_path)])
     assert bad.exit_code != 0 and "unknown strategy 'nope'" in bad.output
+    bad = CliRunner().invoke(main, ["continual", "--loggers", "wandb", "--out", str(tmp_path)])
+    assert bad.exit_code != 0 and "unknown logger 'wandb'" in bad.output
 
 
 def test_device_budget_schedule_takes_prefixes(four):

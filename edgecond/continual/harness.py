@@ -34,6 +34,7 @@ from .buffers import HMNBuffer, PerClassBuffer
 from .scenario import build_stream
 
 STRATEGIES = ("naive", "replay", "replay-bytes", "herding", "lwf", "hmn", "hmn-fp16", "hmn-lwf", "joint")
+LOGGERS = ("text", "csv", "tensorboard")
 
 
 @dataclass
@@ -49,19 +50,56 @@ class ContinualConfig:
     preset: str = "quick"             # condensation preset for the HMN strategies
     device_budget: list[int] = field(default_factory=list)  # images per class replayed per experience
     condense_overrides: dict = field(default_factory=dict)  # e.g. {"outer": 2} for tests
+    loggers: list[str] = field(default_factory=list)        # Avalanche loggers: text, csv, tensorboard
+    log_dir: str | None = None                              # where they write (one folder per run)
 
 
-def _strategy(name: str, model, cfg: ContinualConfig, data: Dataset, workdir: Path, seed: int, device: str):
+def _evaluator(cfg: ContinualConfig, name: str, seed: int):
+    """Avalanche's EvaluationPlugin with the chosen loggers, each writing under log_dir/<strategy>-s<seed>/.
+
+    Returns (plugin, things to close). With no loggers nothing is computed: our scores come
+    from `_accuracies`, which only looks at seen classes (Avalanche's stream accuracy does not).
+    """
+    from avalanche.training.plugins import EvaluationPlugin
+
+    bad = [n for n in cfg.loggers if n not in LOGGERS]
+    if bad:
+        raise ValueError(f"unknown logger {bad[0]!r}; choose from {', '.join(LOGGERS)}")
+    if not cfg.loggers:
+        return EvaluationPlugin(loggers=[]), []
+    from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
+    from avalanche.logging import CSVLogger, TensorboardLogger, TextLogger
+
+    if cfg.log_dir is None:
+        raise ValueError("Avalanche loggers need a log directory (ContinualConfig.log_dir)")
+    where = Path(cfg.log_dir) / f"{name}-s{seed}"
+    where.mkdir(parents=True, exist_ok=True)
+    loggers, files = [], []
+    for n in cfg.loggers:
+        if n == "text":
+            files.append(open(where / "log.txt", "w"))
+            loggers.append(TextLogger(files[-1]))
+        elif n == "csv":
+            loggers.append(CSVLogger(log_folder=str(where / "csv")))
+        else:
+            loggers.append(TensorboardLogger(tb_log_dir=str(where / "tensorboard")))
+    metrics = [accuracy_metrics(epoch=True, experience=True, stream=True), loss_metrics(epoch=True, experience=True, stream=True)]
+    files += [lg for lg in loggers if isinstance(lg, CSVLogger)]  # it keeps two files open
+    return EvaluationPlugin(*metrics, loggers=loggers), files
+
+
+def _strategy(name: str, model, cfg: ContinualConfig, data: Dataset, workdir: Path, seed: int, device: str,
+              evaluator):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from avalanche.training import LwF, Naive
-        from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
+        from avalanche.training.plugins import ReplayPlugin
         from avalanche.training.storage_policy import HerdingSelectionStrategy, RandomExemplarsSelectionStrategy
 
     chw = int(np.prod(data.image_shape))
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=5e-4)
     common = dict(criterion=torch.nn.CrossEntropyLoss(), train_mb_size=cfg.batch_size, train_epochs=cfg.epochs,
-                  eval_mb_size=512, device=device, evaluator=EvaluationPlugin(loggers=[]))
+                  eval_mb_size=512, device=device, evaluator=evaluator)
     buffer, plugins = None, []
     ipc = cfg.ipc
     if name in ("replay", "replay-bytes", "herding"):
@@ -131,11 +169,18 @@ def _run_strategy(name: str, data: Dataset, cfg: ContinualConfig, seed: int, wor
                "groups": groups, "seconds": time.time() - t0}
         res["forgetting"] = 0.0
         return res
-    strategy, buffer, chw = _strategy(name, model, cfg, data, workdir, seed, device)
+    evaluator, files = _evaluator(cfg, name, seed)
+    strategy, buffer, chw = _strategy(name, model, cfg, data, workdir, seed, device, evaluator)
     matrix = []
-    for exp in bench.train_stream:
-        strategy.train(exp)
-        matrix.append(_accuracies(strategy.model, data, groups, device))
+    try:
+        for t, exp in enumerate(bench.train_stream):
+            strategy.train(exp)
+            matrix.append(_accuracies(strategy.model, data, groups, device))
+            if cfg.loggers:  # Avalanche's own metrics, on the classes seen so far
+                strategy.eval(bench.test_stream[:t + 1])
+    finally:
+        for f in files:
+            f.close()
     if isinstance(buffer, HMNBuffer):
         buffer_bytes, timings = buffer.stored_bytes(), buffer.timings
     elif buffer is not None:
