@@ -1,12 +1,13 @@
-"""Containers at equal budget: random, herding, pixel, idc and hmn, condensed with the quick preset.
+"""Containers at equal budget: random, herding, pixel, idc, haba and hmn, condensed with the quick preset.
 
     python benchmarks/condense.py                                   # digits 2/5 IPC, cifar10_mini 1/10 IPC
     python benchmarks/condense.py --datasets digits --kinds random,hmn --seeds 2
 
 Containers are condensed plainly (no multisize loss, no pruning: every container under the
-same gradient-matching loss, as the HMN paper's Table 3); benchmarks/pruning.py and
-benchmarks/multisize.py measure those additions. Each container is made by the `edgecond condense` CLI in its own process (so its wall time
-and peak RSS are its own) under benchmarks/runs/, then evaluated here with the quick
+same gradient-matching loss, as the HMN paper's Table 3); `haba-contrast` is haba with HaBa's
+adversarial contrastive term (--haba-contrast 0.1). benchmarks/pruning.py and
+benchmarks/multisize.py measure pruning and multisize. Each container is made by the
+`edgecond condense` CLI in its own process (so its wall time and peak RSS are its own) under benchmarks/runs/, then evaluated here with the quick
 evaluation protocol over --seeds seeds. Finished rows are cached in
 results/condense.json and skipped on a rerun (--fresh to redo them); an interrupted
 condensation resumes from its checkpoint.
@@ -40,10 +41,13 @@ def condense_cli(dataset: str, kind: str, ipc: float, seed: int, threads: int, m
     """
     out = RUNS / f"{short(dataset)}-{kind}{'-ms' if multisize else ''}-ipc{ipc:g}-s{seed}"
     if not (out / "container.safetensors").is_file():
-        cmd = [sys.executable, "-m", "edgecond.cli", "condense", "--dataset", dataset, "--container", kind,
+        container = "haba" if kind == "haba-contrast" else kind
+        cmd = [sys.executable, "-m", "edgecond.cli", "condense", "--dataset", dataset, "--container", container,
                "--ipc", f"{ipc:g}", "--seed", str(seed), "--out", str(out), "--threads", str(threads), "--resume"]
         if kind not in CORESETS:
             cmd += ["--multisize" if multisize else "--no-multisize", "--prune", "none"]
+        if kind == "haba-contrast":
+            cmd += ["--haba-contrast", "0.1"]  # HaBa's lambda_cos
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     return {"dir": str(out), **json.loads((out / "report.json").read_text())}
@@ -55,7 +59,7 @@ def load_cache(path: Path) -> dict:
     return {(r["dataset"], r["ipc"], r["method"]): r for r in json.loads(path.read_text())["rows"]}
 
 
-KINDS = ["random", "herding", "pixel", "idc", "haba", "hmn"]
+KINDS = ["random", "herding", "pixel", "idc", "haba", "haba-contrast", "hmn"]
 
 
 def order(key):

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from .augment import Augment, cutmix
 from .budget import solve_hmn
 from .containers import Container, IDCContainer, PixelContainer
+from .containers.haba import HaBa
 from .containers.hmn import HMN
 from .data import Dataset
 from .io import atomic_write
@@ -69,6 +70,7 @@ class MatchConfig:
     update_mode: str = "sequential"  # sequential: a step per class (papers); summed: one per inner iteration
     multisize: bool = False         # MDC's adaptive subset loss (see multisize.py)
     mls_interval: int = 5           # MDC's Delta t, in outer iterations
+    haba_contrast: float = 0.0      # HaBa Sec. 3.2: weight of L_cos (paper 0.1); 0 = off
 
 
 def match_config(preset: str, kind: str, image_shape, **overrides) -> MatchConfig:
@@ -214,6 +216,7 @@ class Matcher:
         self.seconds = 0.0
         # each rank keeps the real data of its own classes only
         self.by_class = {c: data.class_images(c).to(device) for c in dist.owned_classes(data.num_classes)}
+        self.adversary = self._adversary(seed) if cfg.haba_contrast > 0 else None
         lo = (0 - torch.tensor(data.mean)) / torch.tensor(data.std)
         hi = (1 - torch.tensor(data.mean)) / torch.tensor(data.std)
         self.pixel_range = (lo.view(-1, 1, 1).to(device), hi.view(-1, 1, 1).to(device))
@@ -230,6 +233,8 @@ class Matcher:
               "seconds": self.seconds, "seed": self.seed, "config": json.dumps(asdict(self.cfg))}
         if self.mls is not None:
             st["mls"] = self.mls.state_dict()
+        if self.adversary is not None:
+            st["adversary"], st["adversary_opt"] = self.adversary.state_dict(), self.adv_opt.state_dict()
         return st
 
     def save_checkpoint(self, outer: int) -> Path | None:
@@ -256,6 +261,9 @@ class Matcher:
         self.seconds, self.start = float(st["seconds"]), int(st["outer"])
         if self.mls is not None:
             self.mls = MLSState.from_state_dict(st["mls"])
+        if self.adversary is not None:
+            self.adversary.load_state_dict(st["adversary"])
+            self.adv_opt.load_state_dict(st["adversary_opt"])
         return True
 
     def _config_differences(self, saved: str) -> list[str]:
@@ -319,6 +327,8 @@ class Matcher:
                 loss, step_loss = self._class_losses(net, real, c, gen)
                 self._step(step_loss)
                 total, count = total + loss.item(), count + 1
+            if self.adversary is not None:
+                self._adversary_step(gen)
             self._train_net(net, net_opt, gen)
         self._project()
         self.sched.step()
@@ -356,14 +366,60 @@ class Matcher:
     def _class_losses(self, net, real, c, gen):
         """(base matching loss, loss to back-propagate) of class c, with the MLS subset term if on."""
         syn_idx = self._syn_indices(gen)
+        extra = self.cfg.haba_contrast * self._cosine_term(c, gen) if self.adversary is not None else 0.0
         if self.mls is None:
             loss = class_step_loss(self.container, net, real, c, syn_idx, self.aug, gen, self.cfg.distance)
-            return loss, loss
+            return loss, loss + extra
         loss, d = class_step_loss(self.container, net, real, c, syn_idx, self.aug, gen, self.cfg.distance,
                                   measure=self.mls.candidates)
         self.mls.observe(d)
         subset = torch.arange(self.mls.mls, device=self.device)
-        return loss, loss + class_step_loss(self.container, net, real, c, subset, self.aug, gen, self.cfg.distance)
+        subset_loss = class_step_loss(self.container, net, real, c, subset, self.aug, gen, self.cfg.distance)
+        return loss, loss + subset_loss + extra
+
+    # -- HaBa's adversarial contrastive constraint (HaBa Sec. 3.2) -----------------------
+    # An adversary F (a ConvNet like the matching network, kept across outer iterations,
+    # Adam lr 1e-3 as the paper's eta_F) learns features in which two hallucinations of one
+    # basis look alike (InfoNCE over bases, Eq. 3, features L2-normalised; plus cross-entropy,
+    # Eq. 4); the container adds lambda_cos * their cosine similarity (Eq. 5-6) to its loss,
+    # pushing hallucinators apart. Sequential updates only; off by default (benchmarks/condense.py).
+    ADV_LR, ADV_TEMPERATURE, ADV_CON_WEIGHT = 1e-3, 0.1, 0.1
+
+    def _adversary(self, seed: int):
+        if not isinstance(self.container, HaBa):
+            raise ValueError(f"--haba-contrast needs --container haba, not {self.container.kind}")
+        if self.cfg.update_mode != "sequential":
+            raise ValueError("--haba-contrast runs with --update-mode sequential only")
+        if self.container.n_hall < 2:
+            raise ValueError("--haba-contrast needs at least 2 hallucinators; this budget fits 1")
+        with torch.random.fork_rng():
+            torch.manual_seed(seed + 1)
+            adv = build_convnet(self.data.image_shape, self.data.num_classes, width=self.cfg.net_width)
+        self.adv_opt = torch.optim.Adam(adv.parameters(), lr=self.ADV_LR)
+        return adv.to(self.device)
+
+    def _hallucination_pairs(self, classes: torch.Tensor, gen: torch.Generator):
+        """Every basis of `classes` through two random distinct hallucinators j != k."""
+        h = self.container
+        j, k = torch.randperm(h.n_hall, generator=gen)[:2].tolist()
+        cls = classes.to(self.device).repeat_interleave(h.n_bases)
+        base = torch.arange(h.n_bases, device=self.device).repeat(len(classes))
+        return h.generate(cls, j * h.n_bases + base), h.generate(cls, k * h.n_bases + base), cls
+
+    def _cosine_term(self, c: int, gen: torch.Generator) -> torch.Tensor:
+        xa, xb, _ = self._hallucination_pairs(torch.tensor([c]), gen)
+        return F.cosine_similarity(self.adversary.embed(xa), self.adversary.embed(xb), dim=1).mean()
+
+    def _adversary_step(self, gen: torch.Generator) -> None:
+        with torch.no_grad():
+            xa, xb, cls = self._hallucination_pairs(torch.arange(self.data.num_classes), gen)
+        fa, fb = self.adversary.embed(xa), self.adversary.embed(xb)
+        sim = F.normalize(fa, dim=1) @ F.normalize(fb, dim=1).T / self.ADV_TEMPERATURE
+        con = F.cross_entropy(sim, torch.arange(len(sim), device=self.device))
+        task = F.cross_entropy(self.adversary.classifier(torch.cat([fa, fb])), torch.cat([cls, cls]))
+        self.adv_opt.zero_grad(set_to_none=True)
+        (self.ADV_CON_WEIGHT * con + task).backward()
+        self.adv_opt.step()
 
     def _train_net_summed(self, net, net_opt, outer: int, inner: int) -> None:
         """Data-parallel real-data steps: per-class sub-batches, summed gradients (no CutMix across ranks)."""

@@ -1,5 +1,7 @@
 """HMN container, budget solver, and the gradient-matching loop."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -94,14 +96,15 @@ def test_short_run_lowers_matching_loss(digits):
     assert losses[-1] < 0.7 * losses[0]
 
 
-def test_resume_equals_uninterrupted(digits, tmp_path):
-    cfg = match_config("quick", "hmn", digits.image_shape, **TINY)
-    straight = init_container("hmn", digits, 5, seed=1)
+@pytest.mark.parametrize("kind,extra", [("hmn", {}), ("haba", {"haba_contrast": 0.1})])
+def test_resume_equals_uninterrupted(digits, tmp_path, kind, extra):
+    cfg = match_config("quick", kind, digits.image_shape, **TINY, **extra)
+    straight = init_container(kind, digits, 5, seed=1)
     Matcher(straight, digits, cfg, seed=1).run(progress=False)
 
-    first = init_container("hmn", digits, 5, seed=1)
+    first = init_container(kind, digits, 5, seed=1)
     Matcher(first, digits, cfg, seed=1, out=tmp_path).run(progress=False, stop_after=1)
-    resumed = init_container("hmn", digits, 5, seed=1)
+    resumed = init_container(kind, digits, 5, seed=1)
     m = Matcher(resumed, digits, cfg, seed=1, out=tmp_path)
     assert m.load_checkpoint() and m.start == 1
     m.run(progress=False)
@@ -140,6 +143,19 @@ def test_haba_counts_hallucinators_in_the_budget(image_shape, ipc):
     haba = HaBa(**cfg)
     assert haba.stored_floats() <= budget and haba.instances_per_class == cfg["bases"] * cfg["hallucinators"]
     assert haba.generate(torch.tensor([3]), torch.tensor([haba.instances_per_class - 1])).shape == (1, *image_shape)
+
+
+def test_haba_contrast_moves_the_container_and_refuses_other_kinds(digits):
+    cfg = match_config("quick", "haba", digits.image_shape, **TINY)
+    plain, contrast = init_container("haba", digits, 5, 0), init_container("haba", digits, 5, 0)
+    Matcher(plain, digits, cfg).run(progress=False)
+    losses = Matcher(contrast, digits, replace(cfg, haba_contrast=0.1)).run(progress=False)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert not torch.equal(plain.dec_weight, contrast.dec_weight)  # the cosine term reached the hallucinators
+    with pytest.raises(ValueError, match="needs --container haba"):
+        Matcher(init_container("pixel", digits, 2, 0), digits, replace(cfg, haba_contrast=0.1))
+    with pytest.raises(ValueError, match="sequential"):
+        Matcher(init_container("haba", digits, 5, 0), digits, replace(cfg, haba_contrast=0.1, update_mode="summed"))
 
 
 def test_haba_starts_as_its_bases(digits):
