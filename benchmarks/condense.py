@@ -5,7 +5,8 @@
 
 Containers are condensed plainly (no multisize loss, no pruning: every container under the
 same gradient-matching loss, as the HMN paper's Table 3); `haba-contrast` is haba with HaBa's
-adversarial contrastive term (--haba-contrast 0.1). benchmarks/pruning.py and
+adversarial contrastive term (--haba-contrast 0.1); `hmn-icN` is an HMN with N-channel instance
+memories (fewer, larger instances than the solver's default). benchmarks/pruning.py and
 benchmarks/multisize.py measure pruning and multisize. Each container is made by the
 `edgecond condense` CLI in its own process (so its wall time and peak RSS are its own) under benchmarks/runs/, then evaluated here with the quick
 evaluation protocol over --seeds seeds. Finished rows are cached in
@@ -41,13 +42,15 @@ def condense_cli(dataset: str, kind: str, ipc: float, seed: int, threads: int, m
     """
     out = RUNS / f"{short(dataset)}-{kind}{'-ms' if multisize else ''}-ipc{ipc:g}-s{seed}"
     if not (out / "container.safetensors").is_file():
-        container = "haba" if kind == "haba-contrast" else kind
+        container = kind.split("-")[0]  # haba-contrast -> haba, hmn-ic13 -> hmn
         cmd = [sys.executable, "-m", "edgecond.cli", "condense", "--dataset", dataset, "--container", container,
                "--ipc", f"{ipc:g}", "--seed", str(seed), "--out", str(out), "--threads", str(threads), "--resume"]
         if kind not in CORESETS:
             cmd += ["--multisize" if multisize else "--no-multisize", "--prune", "none"]
         if kind == "haba-contrast":
             cmd += ["--haba-contrast", "0.1"]  # HaBa's lambda_cos
+        if kind.startswith("hmn-ic"):  # instance-memory channels other than the solver's default
+            cmd += ["--instance-channels", kind[len("hmn-ic"):]]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     return {"dir": str(out), **json.loads((out / "report.json").read_text())}
@@ -64,7 +67,7 @@ KINDS = ["random", "herding", "pixel", "idc", "haba", "haba-contrast", "hmn"]
 
 def order(key):
     dataset, ipc, kind = key
-    return (dataset != "digits", dataset, ipc, KINDS.index(kind) if kind in KINDS else 99)
+    return (dataset != "digits", dataset, ipc, KINDS.index(kind) if kind in KINDS else 99, kind)
 
 
 def main() -> None:
