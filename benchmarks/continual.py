@@ -6,13 +6,17 @@
 5 experiences x 2 classes, class order and initialisation from the seed; every strategy of
 `edgecond continual` (see edgecond/continual/harness.py) at the same buffer budget.
 Condensations are cached under benchmarks/runs/continual-*/models and shared by the HMN
-strategies. Writes results/continual.{json,md} and results/continual-<dataset>-ipc<B>.png.
+strategies; a run directory whose results.json already holds the same configuration, seeds
+and strategies is reused as it is (--fresh to redo it). Writes results/continual.{json,md} and
+results/continual-<dataset>-ipc<B>.png.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -26,6 +30,17 @@ BUDGETS = {"digits": [10, 20], "cifar10_mini": [1, 10]}
 RUNS = Path(__file__).resolve().parent / "runs"
 
 
+def finished(out: Path, cfg: ContinualConfig, seeds: int, strategies: list[str]) -> dict | None:
+    """The results a previous run left in `out`, when it ran exactly this configuration."""
+    path = out / "results.json"
+    if not path.is_file():
+        return None
+    res = json.loads(path.read_text())
+    same = (res["seeds"] == seeds and list(res["strategies"]) == strategies
+            and json.loads(json.dumps(asdict(cfg))) == res["config"])
+    return res if same else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="digits,cifar10_mini")
@@ -34,6 +49,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--fresh", action="store_true", help="recompute run directories that already hold results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     results, tables = [], []
@@ -42,7 +58,9 @@ def main() -> None:
         for ipc in [float(b) for b in args.budgets.split(",")] if args.budgets else BUDGETS[short(name)]:
             out = RUNS / f"continual-{short(name)}-ipc{ipc:g}"
             cfg = ContinualConfig(experiences=5, ipc=ipc, epochs=args.epochs)
-            res = run_continual(data, args.strategies.split(","), cfg, seeds=args.seeds, out=out)
+            res = None if args.fresh else finished(out, cfg, args.seeds, args.strategies.split(","))
+            if res is None:
+                res = run_continual(data, args.strategies.split(","), cfg, seeds=args.seeds, out=out)
             shutil.copy(out / "accuracy.png", RESULTS / f"continual-{short(name)}-ipc{ipc:g}.png")
             for v in res["strategies"].values():
                 v.pop("runs")
