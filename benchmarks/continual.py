@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import torch
 
 from common import RESULTS, dataset_names, short, write
 from edgecond.continual.harness import STRATEGIES, ContinualConfig
-from edgecond.continual.report import run_continual
+from edgecond.continual.report import plot_seen_accuracy, run_continual
 from edgecond.data import load_dataset
 
 BUDGETS = {"digits": [10, 20], "cifar10_mini": [1, 10]}
@@ -61,7 +60,7 @@ def main() -> None:
             res = None if args.fresh else finished(out, cfg, args.seeds, args.strategies.split(","))
             if res is None:
                 res = run_continual(data, args.strategies.split(","), cfg, seeds=args.seeds, out=out)
-            shutil.copy(out / "accuracy.png", RESULTS / f"continual-{short(name)}-ipc{ipc:g}.png")
+            plot_seen_accuracy(res, RESULTS / f"continual-{short(name)}-ipc{ipc:g}.png")
             for v in res["strategies"].values():
                 v.pop("runs")
             results.append({"dataset": short(name), "ipc": ipc, **res})

@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -49,7 +50,7 @@ def sample_grid(pixels: torch.Tensor, labels: torch.Tensor, class_names: list[st
 def line_plot(series: dict[str, tuple[list, list, list | None]], path: Path, xlabel: str, ylabel: str,
               title: str = "", logx: bool = False) -> Path:
     """series: name -> (x, y, yerr or None)."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = plt.subplots(figsize=(6.8, 3.6))
     for name, (x, y, err) in series.items():
         if err is None:
             ax.plot(x, y, marker="o", ms=3, label=name)
@@ -59,9 +60,12 @@ def line_plot(series: dict[str, tuple[list, list, list | None]], path: Path, xla
         ax.set_xscale("log")
     ax.set_xlabel(xlabel), ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if all(float(v).is_integer() for _, (x, _, _) in series.items() for v in x):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # experiences, subset sizes
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the plot, never over lines
     if title:
         ax.set_title(title, fontsize=9)
+    fig.tight_layout()
     return _save(fig, path)
 
 

@@ -45,11 +45,18 @@ def run_continual(data: Dataset, strategies: list[str], cfg: ContinualConfig, se
     atomic_write_text(out / "results.json", json.dumps(res, indent=1))
     atomic_write_text(out / "results.md", markdown(res))
     atomic_write_text(out / "results.csv", to_csv(res))
-    e = cfg.experiences
-    line_plot({n: (list(range(1, e + 1)), v["seen_accuracy_mean"], v["seen_accuracy_std"]) for n, v in per.items()},
-              out / "accuracy.png", xlabel="experience", ylabel="accuracy on classes seen so far",
-              title=f"{data.name}: {e} experiences, {cfg.ipc:g} IPC buffer budget, {seeds} seed(s)")
+    plot_seen_accuracy(res, out / "accuracy.png")
     return res
+
+
+def plot_seen_accuracy(res: dict, path: Path) -> Path:
+    """Accuracy on the classes seen so far after each experience, per strategy (HMN paper Fig. 4)."""
+    e, name = res["config"]["experiences"], Path(str(res["dataset"])).name
+    return line_plot({n: (list(range(1, e + 1)), v["seen_accuracy_mean"], v["seen_accuracy_std"])
+                      for n, v in res["strategies"].items()}, path, xlabel="experience",
+                     ylabel="accuracy on classes seen so far",
+                     title=f"{name}: {e} experiences, {res['config']['ipc']:g} IPC buffer budget, "
+                           f"{res['seeds']} seed(s)")
 
 
 def _mean_timing(runs, key):
