@@ -107,11 +107,12 @@ def main() -> None:
 
     results = {**load_cache(cache_file), **results}
     rows = [results[k] for k in sorted(results, key=order)]
-    table = ("| dataset | IPC | container | images/class | stored / budget floats | test accuracy (%) | "
-             "condense time (s) | peak RSS (MB) |\n|---|---|---|---|---|---|---|---|\n")
+    table = ("| dataset | IPC | container | images/class | stored / budget floats | test accuracy (%) | seeds | "
+             "condense time (s) | peak RSS (MB) |\n|---|---|---|---|---|---|---|---|---|\n")
     table += "\n".join(
         f"| {r['dataset']} | {r['ipc']} | {r['method']} | {r['images_per_class']} | "
         f"{r['stored_floats']:,} / {r['budget_floats']:,} | {fmt(r['accuracy_mean'], r['accuracy_std'])} | "
+        f"{len(r['seeds'])} | "
         f"{r['condense_seconds']:.0f} | {r['peak_rss_mb']:.0f} |" for r in rows)
     write("condense", {"seeds": args.seeds, "eval": cfg.__dict__, "rows": rows}, table)
 
