@@ -6,7 +6,9 @@
 Containers are condensed plainly (no multisize loss, no pruning: every container under the
 same gradient-matching loss, as the HMN paper's Table 3); `haba-contrast` is haba with HaBa's
 adversarial contrastive term (--haba-contrast 0.1); `hmn-icN` is an HMN with N-channel instance
-memories (fewer, larger instances than the solver's default). benchmarks/pruning.py and
+memories (fewer, larger instances than the solver's default); `hmn-cold` is an HMN with the HMN
+paper's random initialisation and Table 7 shapes (--warm-start 0 --max-instances 0) instead of the
+quick preset's warm start and instance cap. benchmarks/pruning.py and
 benchmarks/multisize.py measure pruning and multisize. Each container is made by the
 `edgecond condense` CLI in its own process (so its wall time and peak RSS are its own) under benchmarks/runs/, then evaluated here with the quick
 evaluation protocol over --seeds seeds. Finished rows are cached in
@@ -42,15 +44,20 @@ def condense_cli(dataset: str, kind: str, ipc: float, seed: int, threads: int, m
     """
     out = RUNS / f"{short(dataset)}-{kind}{'-ms' if multisize else ''}-ipc{ipc:g}-s{seed}"
     if not (out / "container.safetensors").is_file():
-        container = kind.split("-")[0]  # haba-contrast -> haba, hmn-ic13 -> hmn
+        container, *variants = kind.split("-")  # haba-contrast -> haba, hmn-ic13-cold -> hmn
         cmd = [sys.executable, "-m", "edgecond.cli", "condense", "--dataset", dataset, "--container", container,
                "--ipc", f"{ipc:g}", "--seed", str(seed), "--out", str(out), "--threads", str(threads), "--resume"]
         if kind not in CORESETS:
             cmd += ["--multisize" if multisize else "--no-multisize", "--prune", "none"]
-        if kind == "haba-contrast":
-            cmd += ["--haba-contrast", "0.1"]  # HaBa's lambda_cos
-        if kind.startswith("hmn-ic"):  # instance-memory channels other than the solver's default
-            cmd += ["--instance-channels", kind[len("hmn-ic"):]]
+        for v in variants:
+            if v == "contrast":
+                cmd += ["--haba-contrast", "0.1"]  # HaBa's lambda_cos
+            elif v.startswith("ic"):  # instance-memory channels other than the solver's default
+                cmd += ["--instance-channels", v[2:]]
+            elif v == "cold":
+                cmd += ["--warm-start", "0", "--max-instances", "0"]  # the paper's initialisation and shapes
+            else:
+                raise ValueError(f"unknown variant {v!r} in kind {kind!r}")
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     return {"dir": str(out), **json.loads((out / "report.json").read_text())}
@@ -62,7 +69,7 @@ def load_cache(path: Path) -> dict:
     return {(r["dataset"], r["ipc"], r["method"]): r for r in json.loads(path.read_text())["rows"]}
 
 
-KINDS = ["random", "herding", "pixel", "idc", "haba", "haba-contrast", "hmn"]
+KINDS = ["random", "herding", "pixel", "idc", "haba", "haba-contrast", "hmn-cold", "hmn"]
 
 
 def order(key):
@@ -83,7 +90,7 @@ def main() -> None:
     cache_file = RESULTS / "condense.json"
     cached = {} if args.fresh else load_cache(cache_file)
     cfg = eval_config("quick")
-    results = dict(cached)  # (dataset, ipc, method) -> row; rows of other runs are kept
+    mine: dict = {}  # (dataset, ipc, method) -> row measured by this process; the file keeps all others
     for name in dataset_names(args.datasets.split(",")):
         data = load_dataset(name)
         ipcs = [int(v) for v in args.ipcs.split(",")] if args.ipcs else IPCS[short(name)]
@@ -96,16 +103,16 @@ def main() -> None:
                 cont, _ = load_container(rep["dir"])
                 x, y = cont.images()
                 ev = evaluate_images(x, y, data, cfg, seeds=args.seeds, progress=False)
-                results[key] = ({"dataset": key[0], "ipc": ipc, "method": kind, **ev,
+                mine[key] = ({"dataset": key[0], "ipc": ipc, "method": kind, **ev,
                              "images_per_class": rep["instances_per_class"], "stored_floats": rep["stored_floats"],
                              "budget_floats": rep["budget_floats"], "condense_seconds": rep["condense_seconds"],
                              "peak_rss_mb": rep["peak_rss_mb"]})
-                results = {**load_cache(cache_file), **results}  # rows another process finished meanwhile
+                results = {**load_cache(cache_file), **mine}  # with rows other processes finished meanwhile
                 rows = [results[k] for k in sorted(results, key=order)]
                 print(*key, fmt(ev["accuracy_mean"], ev["accuracy_std"]), f"{rep['condense_seconds']:.0f}s", flush=True)
                 write("condense", {"seeds": args.seeds, "eval": cfg.__dict__, "rows": rows}, "(partial)")
 
-    results = {**load_cache(cache_file), **results}
+    results = {**load_cache(cache_file), **mine}
     rows = [results[k] for k in sorted(results, key=order)]
     table = ("| dataset | IPC | container | images/class | stored / budget floats | test accuracy (%) | seeds | "
              "condense time (s) | peak RSS (MB) |\n|---|---|---|---|---|---|---|---|---|\n")

@@ -132,8 +132,14 @@ def _shape(num_classes, image_shape, tiers: Tiers, instance_channels, budget: fl
 
 def solve_hmn(image_shape: tuple[int, int, int], num_classes: int, ipc: float, *,
               instance_channels: int | None = None, over_budget: float = 0.0,
-              norm: str = "instance") -> HMNShape:
-    """The HMN for `ipc` images-per-class of budget (plus `over_budget` more for instances)."""
+              norm: str = "instance", max_instances: int | None = None) -> HMNShape:
+    """The HMN for `ipc` images-per-class of budget (plus `over_budget` more for instances).
+
+    `max_instances` (used when `instance_channels` is not given) caps the instances per class
+    by widening each instance memory instead: fewer, richer images. The quick preset caps at
+    its matching batch so that every instance is matched at every step (see match_config).
+    """
+    explicit = instance_channels is not None
     c, h, w = image_shape
     budget = ipc * c * h * w * num_classes
     if budget <= 0:
@@ -157,6 +163,16 @@ def solve_hmn(image_shape: tuple[int, int, int], num_classes: int, ipc: float, *
             f"the leanest HMN with one instance per class needs {need:,} floats "
             f"({need / (c * h * w * num_classes):.2f} IPC). Raise --ipc, or use --container pixel.")
     chosen = next((s for s in fitting if s.shared_floats <= SHARED_SHARE * budget), fitting[-1])
+    if max_instances and not explicit:
+        if max_instances < 1:
+            raise BudgetError(f"max_instances must be >= 1, got {max_instances}")
+        tiers = Tiers(chosen.dataset_channels, chosen.class_channels, chosen.fc_channels, chosen.hidden + (0,) * 3)
+        while chosen.instances > max_instances:
+            wider = _shape(num_classes, image_shape, tiers, chosen.instance_channels + 1, budget, norm)
+            if wider.instances < 1:
+                break
+            chosen = wider
+        instance_channels = chosen.instance_channels
     if over_budget:
         over = _shape(num_classes, image_shape, Tiers(chosen.dataset_channels, chosen.class_channels,
                                                       chosen.fc_channels, chosen.hidden + (0,) * 3),

@@ -105,13 +105,19 @@ def main():
               help="hmn: channels of each instance memory (default: Table 7 / derived from the budget).")
 @click.option("--distance", type=click.Choice(["mse", "l1"]), default=None,
               help="Gradient distance (default mse; the papers use l1 for MNIST-like and 100+ class data).")
+@click.option("--warm-start", type=int, default=None,
+              help="Steps fitting the container to real images before matching (default: 1000 for hmn with the "
+                   "quick preset, else 0 -- the papers' initialisation).")
+@click.option("--max-instances", type=int, default=None,
+              help="hmn: at most this many images per class, widening instance memories instead (default: the "
+                   "matching batch, 128, with the quick preset; 0 = no cap, Table 7's shapes).")
 @click.option("--haba-contrast", type=float, default=None,
               help="haba: weight of HaBa's adversarial contrastive term (paper 0.1; default off, see README).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @with_data_options
 def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune, multisize, update_mode, outer, inner,
-             checkpoint_every, resume, instance_channels, distance, haba_contrast, device, data_root, download,
-             threads):
+             checkpoint_every, resume, instance_channels, distance, warm_start, max_instances, haba_contrast, device,
+             data_root, download, threads):
     """Condense DATASET into a container of KIND within an IPC budget.
 
     \b
@@ -140,6 +146,7 @@ def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune,
         "preset": preset, "resume": resume, "distance": distance, "over_budget": over_budget, "prune": prune,
         "multisize": (kind == "hmn") if multisize is None else multisize, "update_mode": update_mode,
         "outer": outer, "inner": inner, "checkpoint_every": checkpoint_every, "haba_contrast": haba_contrast,
+        "warm_start": warm_start, "max_instances": max_instances,
         **({"instance_channels": instance_channels} if kind == "hmn" else {})}
     try:
         res = run(data, kind, ipc, seed=seed, device=device, out=out, **opts)

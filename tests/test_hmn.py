@@ -40,6 +40,30 @@ def test_solver_never_exceeds_budget(image_shape, classes, ipc):
         assert hmn.generate(torch.tensor([1]), torch.tensor([0])).shape == (1, *image_shape)
 
 
+@pytest.mark.parametrize("image_shape,classes,ipc", [((3, 32, 32), 10, 10), ((3, 32, 32), 100, 10),
+                                                    ((1, 8, 8), 10, 20), ((3, 32, 32), 10, 50)])
+def test_instance_cap_widens_memories_within_budget(image_shape, classes, ipc):
+    budget = ipc * image_shape[0] * image_shape[1] * image_shape[2] * classes
+    free, capped = solve_hmn(image_shape, classes, ipc), solve_hmn(image_shape, classes, ipc, max_instances=64)
+    assert capped.total_floats <= budget
+    if free.instances <= 64:
+        assert capped == free
+    else:
+        assert capped.instances <= 64 and capped.instance_channels > free.instance_channels
+        # the narrowest memory that obeys the cap: one channel fewer breaks it
+        narrower = solve_hmn(image_shape, classes, ipc, instance_channels=capped.instance_channels - 1)
+        assert narrower.instances > 64
+    explicit = solve_hmn(image_shape, classes, ipc, instance_channels=free.instance_channels, max_instances=64)
+    assert explicit == free  # explicit channels win over the cap
+
+
+def test_quick_hmn_caps_instances_at_the_matching_batch():
+    cfg = match_config("quick", "hmn", (3, 32, 32))
+    assert cfg.max_instances == cfg.syn_batch
+    assert match_config("quick", "hmn", (3, 32, 32), max_instances=0).max_instances is None
+    assert match_config("paper", "hmn", (3, 32, 32)).max_instances is None
+
+
 def test_solver_refuses_clearly():
     with pytest.raises(BudgetError, match=r"no HMN fits 1 IPC.*needs .* floats.*Raise --ipc"):
         solve_hmn((1, 8, 8), 10, 1)
