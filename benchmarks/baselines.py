@@ -9,11 +9,7 @@ Every number is test accuracy of a ConvNet trained with edgecond's quick evaluat
 
 from __future__ import annotations
 
-import argparse
-
-import torch
-
-from common import dataset_names, fmt, short, write
+from common import fmt, parse, parser, short, write
 from edgecond.condense import condense
 from edgecond.data import load_dataset
 from edgecond.evaluation import eval_config, evaluate_images
@@ -22,15 +18,11 @@ IPCS = {"digits": [1, 5, 10], "cifar10_mini": [1, 10, 50]}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", default="digits,cifar10_mini")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    ap = parser(__doc__, threads=1)
+    args = parse(ap)
     cfg = eval_config("quick")
     rows = []
-    for name in dataset_names(args.datasets.split(",")):
+    for name in args.datasets:
         data = load_dataset(name)
         for ipc in IPCS[short(name)]:
             for kind in ("random", "herding"):

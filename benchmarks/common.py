@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import os
@@ -37,6 +38,23 @@ def dataset_names(names: list[str]) -> list[str]:
         else:
             out.append(n)
     return out
+
+
+def parser(doc: str, *, seeds: int = 3, threads: int = 2) -> argparse.ArgumentParser:
+    """The options every recipe shares: --datasets, --seeds (evaluation seeds), --threads (torch's)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="digits,cifar10_mini", help="comma-separated; cifar10_mini is ../shared's")
+    ap.add_argument("--seeds", type=int, default=seeds, help="evaluation seeds")
+    ap.add_argument("--threads", type=int, default=threads, help="torch threads (one job per core is fastest)")
+    return ap
+
+
+def parse(ap: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse, set torch's thread count, and resolve --datasets to loadable names."""
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    args.datasets = dataset_names(args.datasets.split(","))
+    return args
 
 
 def short(dataset: str) -> str:

@@ -18,15 +18,12 @@ condensation resumes from its checkpoint.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-import torch
-
-from common import RESULTS, dataset_names, fmt, short, write
+from common import RESULTS, fmt, parse, parser, short, write
 from edgecond.data import load_dataset
 from edgecond.evaluation import eval_config, evaluate_images
 from edgecond.io import load_container
@@ -78,20 +75,16 @@ def order(key):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", default="digits,cifar10_mini")
+    ap = parser(__doc__)
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--ipcs", default=None, help="override the per-dataset IPCs, e.g. 5")
-    ap.add_argument("--seeds", type=int, default=3, help="evaluation seeds per container")
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--fresh", action="store_true", help="ignore cached rows")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse(ap)
     cache_file = RESULTS / "condense.json"
     cached = {} if args.fresh else load_cache(cache_file)
     cfg = eval_config("quick")
     mine: dict = {}  # (dataset, ipc, method) -> row measured by this process; the file keeps all others
-    for name in dataset_names(args.datasets.split(",")):
+    for name in args.datasets:
         data = load_dataset(name)
         ipcs = [int(v) for v in args.ipcs.split(",")] if args.ipcs else IPCS[short(name)]
         for ipc in ipcs:

@@ -13,14 +13,11 @@ results/continual-<dataset>-ipc<B>.png.
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
-from common import RESULTS, dataset_names, short, write
+from common import RESULTS, parse, parser, short, write
 from edgecond.continual.harness import STRATEGIES, ContinualConfig
 from edgecond.continual.report import plot_seen_accuracy, run_continual
 from edgecond.data import load_dataset
@@ -41,18 +38,14 @@ def finished(out: Path, cfg: ContinualConfig, seeds: int, strategies: list[str])
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", default="digits,cifar10_mini")
+    ap = parser(__doc__)
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--budgets", default=None, help="override the per-dataset IPC budgets, e.g. 10")
-    ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--fresh", action="store_true", help="recompute run directories that already hold results")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse(ap)
     results, tables = [], []
-    for name in dataset_names(args.datasets.split(",")):
+    for name in args.datasets:
         data = load_dataset(name)
         for ipc in [float(b) for b in args.budgets.split(",")] if args.budgets else BUDGETS[short(name)]:
             out = RUNS / f"continual-{short(name)}-ipc{ipc:g}"

@@ -17,13 +17,11 @@ results/multisize.json; writes results/multisize.md and results/multisize-<datas
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
-import torch
 
-from common import RESULTS, dataset_names, fmt, short, write
+from common import RESULTS, fmt, parse, parser, short, write
 from condense import condense_cli
 from edgecond.data import load_dataset
 from edgecond.evaluation import eval_config, evaluate_images, evaluate_subsets
@@ -58,16 +56,12 @@ def measure(name, data, kind, method, ipc, cfg, seeds, threads) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", default="digits,cifar10_mini")
+    ap = parser(__doc__)
     ap.add_argument("--kinds", default="pixel,hmn")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse(ap)
     cfg = eval_config("quick")
     rows = cached_rows()
-    for name in dataset_names(args.datasets.split(",")):
+    for name in args.datasets:
         data = load_dataset(name)
         for kind in args.kinds.split(","):
             ipc = IPCS[short(name)][kind]

@@ -11,13 +11,12 @@ side: the trade a device makes. Writes results/precision.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
 import torch
 
-from common import dataset_names, fmt, short, write
+from common import fmt, parse, parser, short, write
 from condense import condense_cli
 from edgecond.data import load_dataset
 from edgecond.evaluation import eval_config, evaluate_images
@@ -29,15 +28,11 @@ DEFAULT = {"digits": 5, "cifar10_mini": 1}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", default="digits,cifar10_mini")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    ap = parser(__doc__)
+    args = parse(ap)
     cfg = eval_config("quick")
     rows = []
-    for name in dataset_names(args.datasets.split(",")):
+    for name in args.datasets:
         data = load_dataset(name)
         ipc = DEFAULT[short(name)]
         run = condense_cli(name, "hmn", ipc, 0, args.threads)

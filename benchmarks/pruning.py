@@ -13,34 +13,29 @@ checkpoint under benchmarks/runs/ and resume; finished rows are cached in result
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import time
 
-import torch
-
-from common import RESULTS, dataset_names, fmt, short, write
+from common import RESULTS, fmt, parse, parser, short, write
 from condense import RUNS, condense_cli
 from edgecond.budget import solve_hmn
 from edgecond.data import load_dataset
 from edgecond.evaluation import eval_config, evaluate_images
 from edgecond.io import load_container
-from edgecond.matching import Matcher, init_container, match_config
+from edgecond.matching import match_config, start_matcher
 from edgecond.pruning import prune_config, prune_container
 
 IPCS = {"digits": [5], "cifar10_mini": [1, 10]}
 METHODS = ["in-budget (no pruning)", "double-end", "easy", "random"]
 
 
-def over_budget_hmn(data, ipc, seed: int = 0, over: float = 0.1):
+def over_budget_hmn(data, ipc, cfg, seed: int = 0, over: float = 0.1):
     """The over-budget HMN, condensed with checkpoints in its own run directory (resumable)."""
-    cont = init_container("hmn", data, ipc, seed, over_budget=over)
-    m = Matcher(cont, data, match_config("quick", "hmn", data.image_shape), seed=seed,
-                out=RUNS / f"{short(data.name)}-hmn-over{over:g}-ipc{ipc:g}-s{seed}")
-    m.load_checkpoint()
+    m, _, _ = start_matcher("hmn", data, ipc, cfg, seed=seed, over_budget=over, resume=True,
+                            out=RUNS / f"{short(data.name)}-hmn-over{over:g}-ipc{ipc:g}-s{seed}")
     m.run(progress=False)
-    return cont, m.seconds
+    return m.container, m.seconds
 
 
 def cached_rows() -> dict:
@@ -50,24 +45,21 @@ def cached_rows() -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", default="digits,cifar10_mini")
+    ap = parser(__doc__)
     ap.add_argument("--ipcs", default=None)
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse(ap)
     cfg = eval_config("quick")
     rows = cached_rows()
-    for name in dataset_names(args.datasets.split(",")):
+    for name in args.datasets:
         data = load_dataset(name)
         for ipc in [float(v) for v in args.ipcs.split(",")] if args.ipcs else IPCS[short(name)]:
             ipc = int(ipc) if ipc == int(ipc) else ipc
             todo = [m for m in METHODS if rows.get((short(name), ipc, m), {}).get("seeds") != list(range(args.seeds))]
             if not todo:
                 continue
-            target = solve_hmn(data.image_shape, data.num_classes, ipc).instances
-            over, cond_s = over_budget_hmn(data, ipc)
+            mcfg = match_config("quick", "hmn", data.image_shape)  # as condense.py's plain in-budget HMN
+            target = solve_hmn(data.image_shape, data.num_classes, ipc, max_instances=mcfg.max_instances).instances
+            over, cond_s = over_budget_hmn(data, ipc, mcfg)
             for method in todo:
                 if method.startswith("in-budget"):
                     rep = condense_cli(name, "hmn", ipc, seed=0, threads=args.threads)

@@ -502,6 +502,20 @@ class Matcher:
         return self.losses
 
 
+def start_matcher(kind: str, data: Dataset, ipc: float, cfg: MatchConfig, *, seed: int = 0, device: str = "cpu",
+                  out: str | Path | None = None, resume: bool = False, over_budget: float = 0.0,
+                  instance_channels: int | None = None) -> tuple[Matcher, bool, dict]:
+    """A Matcher at the start of its schedule: the container initialised (and warm-started), or
+    restored from `out`'s checkpoint when `resume`. Returns (matcher, resumed, warm-start report)."""
+    container = init_container(kind, data, ipc, seed, over_budget=over_budget, instance_channels=instance_channels,
+                               max_instances=cfg.max_instances)
+    m = Matcher(container, data, cfg, seed=seed, device=device, out=out)
+    resumed = bool(resume and m.load_checkpoint())
+    warm = {"steps": cfg.warm_start, "skipped": "resumed from a checkpoint"} if resumed else \
+        warm_start(m.container, data, cfg.warm_start, seed=seed, device=device)
+    return m, resumed, warm
+
+
 def condense_matching(data: Dataset, kind: str, ipc: float, *, seed: int = 0, device: str = "cpu",
                       out: str | Path | None = None, progress: bool = True, preset: str = "quick",
                       resume: bool = False, over_budget: float = 0.1, prune: str = "none",
@@ -519,14 +533,11 @@ def condense_matching(data: Dataset, kind: str, ipc: float, *, seed: int = 0, de
         raise ValueError(f"--prune {prune} needs --container hmn (instances of {kind} are not independent memories)")
     over = over_budget if prune != "none" else 0.0
     cfg = match_config(preset, kind, data.image_shape, **overrides)
-    container = init_container(kind, data, ipc, seed, over_budget=over, instance_channels=instance_channels,
-                               max_instances=cfg.max_instances)
-    m = Matcher(container, data, cfg, seed=seed, device=device, out=out)
-    resumed = resume and m.load_checkpoint()
+    m, resumed, warm = start_matcher(kind, data, ipc, cfg, seed=seed, device=device, out=out, resume=resume,
+                                     over_budget=over, instance_channels=instance_channels)
+    container = m.container
     if resume and not resumed:
         print(f"no checkpoint in {out}; starting from scratch", file=sys.stderr)
-    warm = {"steps": cfg.warm_start, "skipped": "resumed from a checkpoint"} if resumed else \
-        warm_start(container, data, cfg.warm_start, seed=seed, device=device)
     m.run(progress=progress)
     from .condense import peak_rss_mb
 
