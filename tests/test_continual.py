@@ -105,3 +105,14 @@ def test_device_budget_schedule_takes_prefixes(four):
         buf.experience = t
         assert buf.per_class_now(57) == min(want, 57)
     assert buf.per_class_now(3) == 3
+
+
+def test_cached_condensations_are_keyed_by_their_settings(four, tmp_path):
+    from edgecond.continual.buffers import HMNBuffer
+
+    def digest(**opts):
+        return HMNBuffer(four, 10, tmp_path, 4, condense_options=opts).settings_digest()
+
+    assert digest(preset="quick") == digest(preset="quick")
+    assert len({digest(preset="quick"), digest(preset="quick", outer=1), digest(preset="quick", warm_start=0),
+                digest(preset="paper")}) == 4

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import warnings
@@ -74,7 +75,8 @@ class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
         from ..export import export_onnx
         from ..io import load_container
 
-        tag = f"hmn-ipc{self.ipc:g}-{self.precision}-s{self.seed}-classes{'_'.join(map(str, classes))}"
+        tag = (f"hmn-ipc{self.ipc:g}-{self.precision}-s{self.seed}-classes{'_'.join(map(str, classes))}"
+               f"-{self.settings_digest()}")
         run, onnx_path = self.workdir / tag, self.workdir / f"{tag}.onnx"
         if not (run / "container.safetensors").is_file():
             condense(self.data.subset(classes), "hmn", self.ipc, seed=self.seed, out=run, progress=False,
@@ -86,6 +88,20 @@ class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
         # condensation is cached across strategies: report what it cost when it ran
         condense_s = json.loads((run / "report.json").read_text())["condense_seconds"]
         return onnx_path, {"condense_s": condense_s, "export_s": time.time() - t1}
+
+    def settings_digest(self) -> str:
+        """8 hex digits of the condensation settings in force (preset defaults included), so a cached
+        container made under other settings -- or an older default -- is never reused."""
+        from dataclasses import asdict, fields
+
+        from ..matching import MatchConfig, match_config
+
+        opts = dict(self.condense_options)
+        names = {f.name for f in fields(MatchConfig)}
+        cfg = match_config(opts.get("preset", "quick"), "hmn", self.data.image_shape,
+                           **{k: v for k, v in opts.items() if k in names})
+        blob = json.dumps({"match": asdict(cfg), "options": opts}, sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:8]
 
     def post_adapt(self, agent, exp):
         classes = [int(c) for c in exp.classes_in_this_experience]
