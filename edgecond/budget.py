@@ -19,7 +19,7 @@ number of instances per class is then the most that fits. No fit -> BudgetError.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 SHARED_SHARE = 0.15
 
@@ -132,8 +132,12 @@ def _shape(num_classes, image_shape, tiers: Tiers, instance_channels, budget: fl
 
 def solve_hmn(image_shape: tuple[int, int, int], num_classes: int, ipc: float, *,
               instance_channels: int | None = None, over_budget: float = 0.0,
-              norm: str = "instance", max_instances: int | None = None) -> HMNShape:
+              norm: str = "instance", max_instances: int | None = None,
+              hidden: tuple[int, ...] | None = None) -> HMNShape:
     """The HMN for `ipc` images-per-class of budget (plus `over_budget` more for instances).
+
+    `hidden` replaces the chosen tiers' decoder widths (e.g. (32, 16) for a wider decoder at a
+    large budget); the instances per class are then solved for what is left.
 
     `max_instances` (used when `instance_channels` is not given) caps the instances per class
     by widening each instance memory instead: fewer, richer images. The quick preset caps at
@@ -153,6 +157,10 @@ def solve_hmn(image_shape: tuple[int, int, int], num_classes: int, ipc: float, *
         candidates = list(LADDER.values())
         instance_channels = instance_channels or default_instance_channels(
             ipc, c * h * w, decoder_geometry(h, w)[0])
+    if hidden is not None:
+        if not hidden or min(hidden) < 1:
+            raise BudgetError(f"decoder widths must be positive, got {tuple(hidden)}")
+        candidates = [replace(t, hidden=tuple(hidden)) for t in candidates]
     shapes = [_shape(num_classes, image_shape, t, instance_channels, budget, norm) for t in candidates]
     fitting = [s for s in shapes if s.instances >= 1]
     if not fitting:

@@ -36,6 +36,15 @@ def real_targets(data: Dataset, instances: int, gen: torch.Generator) -> torch.T
     return torch.stack(out)
 
 
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + 7919)
+
+
+def warm_start_targets(data: Dataset, instances: int, seed: int = 0) -> torch.Tensor:
+    """The real images `warm_start(..., seed=seed)` fits a container with `instances` per class to."""
+    return real_targets(data, instances, _generator(seed))
+
+
 def warm_start(container: Container, data: Dataset, steps: int, *, seed: int = 0, device: str = "cpu",
                batch: int = 256, lr: float = 0.01) -> dict:
     """Fit `container` to real targets for `steps` Adam steps on random batches of (class, instance) pairs.
@@ -48,7 +57,7 @@ def warm_start(container: Container, data: Dataset, steps: int, *, seed: int = 0
     if steps == 0:
         return {"steps": 0}
     t0 = time.time()
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + 7919)
+    gen = _generator(seed)
     k, n = data.num_classes, container.instances_per_class
     target = real_targets(data, n, gen).flatten(0, 1).to(device)
     classes = torch.arange(k, device=device).repeat_interleave(n)

@@ -71,6 +71,17 @@ def test_solver_refuses_clearly():
         solve_hmn((3, 32, 16), 10, 10)
 
 
+def test_wider_decoder_is_paid_for_with_instances():
+    base = solve_hmn((3, 32, 32), 10, 10, max_instances=128)
+    wide = solve_hmn((3, 32, 32), 10, 10, max_instances=128, hidden=(32, 16))
+    assert wide.hidden == (32, 16) and wide.shared_floats > base.shared_floats
+    assert wide.total_floats <= 10 * 3 * 32 * 32 * 10
+    assert wide.instances * wide.instance_channels < base.instances * base.instance_channels
+    assert HMN(**wide.hmn_kwargs()).stored_floats() == wide.total_floats
+    with pytest.raises(BudgetError, match="positive"):
+        solve_hmn((3, 32, 32), 10, 10, hidden=(0,))
+
+
 def test_over_budget_adds_instances_only():
     base, over = solve_hmn((3, 32, 32), 10, 10), solve_hmn((3, 32, 32), 10, 10, over_budget=0.1)
     assert over.instances > base.instances and over.shared_floats == base.shared_floats
