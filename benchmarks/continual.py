@@ -6,15 +6,13 @@
 5 experiences x 2 classes, class order and initialisation from the seed; every strategy of
 `edgecond continual` (see edgecond/continual/harness.py) at the same buffer budget.
 Condensations are cached under benchmarks/runs/continual-*/models and shared by the HMN
-strategies; a run directory whose results.json already holds the same configuration, seeds
-and strategies is reused as it is (--fresh to redo it). Writes results/continual.{json,md} and
-results/continual-<dataset>-ipc<B>.png.
+strategies; strategies whose results a run directory already holds for the same configuration
+and seeds are reused, so adding a strategy runs only that one (--fresh redoes them all).
+Writes results/continual.{json,md} and results/continual-<dataset>-ipc<B>.png.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
 from pathlib import Path
 
 from common import RESULTS, parse, parser, short, write
@@ -24,17 +22,6 @@ from edgecond.data import load_dataset
 
 BUDGETS = {"digits": [10, 20], "cifar10_mini": [1, 10]}
 RUNS = Path(__file__).resolve().parent / "runs"
-
-
-def finished(out: Path, cfg: ContinualConfig, seeds: int, strategies: list[str]) -> dict | None:
-    """The results a previous run left in `out`, when it ran exactly this configuration."""
-    path = out / "results.json"
-    if not path.is_file():
-        return None
-    res = json.loads(path.read_text())
-    same = (res["seeds"] == seeds and list(res["strategies"]) == strategies
-            and json.loads(json.dumps(asdict(cfg))) == res["config"])
-    return res if same else None
 
 
 def main() -> None:
@@ -50,9 +37,8 @@ def main() -> None:
         for ipc in [float(b) for b in args.budgets.split(",")] if args.budgets else BUDGETS[short(name)]:
             out = RUNS / f"continual-{short(name)}-ipc{ipc:g}"
             cfg = ContinualConfig(experiences=5, ipc=ipc, epochs=args.epochs)
-            res = None if args.fresh else finished(out, cfg, args.seeds, args.strategies.split(","))
-            if res is None:
-                res = run_continual(data, args.strategies.split(","), cfg, seeds=args.seeds, out=out)
+            res = run_continual(data, args.strategies.split(","), cfg, seeds=args.seeds, out=out,
+                                reuse=not args.fresh)
             plot_seen_accuracy(res, RESULTS / f"continual-{short(name)}-ipc{ipc:g}.png")
             for v in res["strategies"].values():
                 v.pop("runs")

@@ -116,3 +116,32 @@ def test_cached_condensations_are_keyed_by_their_settings(four, tmp_path):
     assert digest(preset="quick") == digest(preset="quick")
     assert len({digest(preset="quick"), digest(preset="quick", outer=1), digest(preset="quick", warm_start=0),
                 digest(preset="paper")}) == 4
+
+
+def test_shared_hmn_grows_one_model_and_never_changes_earlier_classes(four, tmp_path):
+    from edgecond_device import Regenerator
+
+    res = run_strategy("hmn-shared", four, ContinualConfig(**TINY), seed=0, workdir=tmp_path)
+    grown = sorted(tmp_path.glob("*-grown.onnx"), key=lambda p: p.stat().st_mtime)
+    assert len(grown) == 2  # one model per experience, each replacing the last on the device
+    first, last = Regenerator(grown[0], threads=1), Regenerator(grown[1], threads=1)
+    assert len(first.classes) == 2 and len(last.classes) == 4
+    x0, y0 = first.generate(per_class=first.instances_per_class)
+    x1, y1 = last.generate(classes=first.classes, per_class=first.instances_per_class)
+    np.testing.assert_allclose(x1, x0, atol=1e-6)  # frozen shared tiers: old classes' images stay put
+    assert res["buffer_bytes"] <= res["budget_bytes_fp32"]
+
+
+def test_reuse_runs_only_the_strategies_a_run_directory_lacks(four, tmp_path, monkeypatch):
+    from edgecond.continual import report
+
+    cfg = ContinualConfig(**TINY)
+    report.run_continual(four, ["naive"], cfg, seeds=1, out=tmp_path, log=lambda m: None)
+    ran = []
+    real = report.run_strategy
+    monkeypatch.setattr(report, "run_strategy", lambda name, *a, **k: ran.append(name) or real(name, *a, **k))
+    res = report.run_continual(four, ["naive", "replay"], cfg, seeds=1, out=tmp_path, log=lambda m: None, reuse=True)
+    assert ran == ["replay"] and set(res["strategies"]) == {"naive", "replay"}
+    report.run_continual(four, ["naive"], ContinualConfig(**{**TINY, "epochs": 2}), seeds=1, out=tmp_path,
+                         log=lambda m: None, reuse=True)  # another configuration: nothing reused
+    assert ran == ["replay", "naive"]

@@ -7,6 +7,8 @@
   regenerates exemplars with the torch-free device runtime (onnxruntime), never from the
   torch container. A device budget schedule (images per class per experience) takes
   multisize prefixes, so a shrinking device replays fewer images without condensing again.
+  With `shared=True` it grows one HMN over the stream instead of one per experience (see
+  `HMNBuffer.condense_shared`): the device keeps a single ONNX model.
 """
 
 from __future__ import annotations
@@ -57,15 +59,27 @@ class PerClassBuffer(_NoDeprecatedUpdate, ParametricBuffer):
 
 
 class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
+    """HMN replay. Per experience (default): one HMN of `ipc` IPC for that experience's classes,
+    each with its own decoder and dataset memory. `shared=True`: one HMN for the whole stream,
+    shaped by the budget solver for all `total_classes` at `ipc` IPC; the first experience
+    learns its shared tiers (dataset memory, decoder), later experiences freeze them and
+    condense only their classes' memories. The device stores the shared floats once, so each
+    class gets the memory a whole-dataset HMN gives it (at 8x8 digits, 10 IPC: 67 instances of
+    2 channels instead of 58 of 1). The device reserves the final budget from the start: after
+    experience t it holds the shared tiers plus the seen classes' memories (less than the
+    reserve until the last experience, when it is the solver's HMN for every class).
+    """
+
     def __init__(self, data: Dataset, ipc: float, workdir: str | Path, total_classes: int, *,
                  precision: str = "fp32", schedule: list[int] | None = None, seed: int = 0,
-                 condense_options: dict | None = None):
+                 condense_options: dict | None = None, shared: bool = False):
         super().__init__(max_size=1)  # samples are not what a container's budget counts
         self.data, self.ipc, self.workdir = data, ipc, Path(workdir)
         self.precision, self.schedule, self.seed = precision, schedule, seed
         self.condense_options = condense_options or {}
-        self.total_classes = total_classes
+        self.total_classes, self.shared = total_classes, shared
         self.models: list[tuple[Path, list[int]]] = []  # (onnx file, global class ids)
+        self.parts: list = []  # shared=True: the torch HMN of each experience (workstation side)
         self.timings: list[dict] = []
         self.experience = 0
 
@@ -89,24 +103,88 @@ class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
         condense_s = json.loads((run / "report.json").read_text())["condense_seconds"]
         return onnx_path, {"condense_s": condense_s, "export_s": time.time() - t1}
 
-    def settings_digest(self) -> str:
-        """8 hex digits of the condensation settings in force (preset defaults included), so a cached
-        container made under other settings -- or an older default -- is never reused."""
-        from dataclasses import asdict, fields
+    def match_config(self):
+        from dataclasses import fields
 
         from ..matching import MatchConfig, match_config
 
         opts = dict(self.condense_options)
         names = {f.name for f in fields(MatchConfig)}
-        cfg = match_config(opts.get("preset", "quick"), "hmn", self.data.image_shape,
-                           **{k: v for k, v in opts.items() if k in names})
+        return match_config(opts.get("preset", "quick"), "hmn", self.data.image_shape,
+                            **{k: v for k, v in opts.items() if k in names})
+
+    def condense_shared(self, classes: list[int]) -> tuple[Path, dict]:
+        """Grow the stream's HMN by `classes` and export all seen classes as one ONNX model.
+
+        The new classes' part is an HMN of the stream's shape over these classes alone; after the
+        first experience it adopts (and freezes) the first part's dataset memory and decoder, so
+        only its class and instance memories are warm-started and matched. Parts are cached on disk.
+        """
+        from ..budget import solve_hmn
+        from ..containers.hmn import HMN
+        from ..export import export_onnx
+        from ..io import container_meta, load_container, save_container
+        from ..matching import Matcher
+        from ..warmstart import warm_start
+
+        cfg = self.match_config()
+        shape = solve_hmn(self.data.image_shape, self.total_classes, self.ipc, max_instances=cfg.max_instances)
+        first = self.models[0][1] if self.models else classes
+        tag = (f"hmn-shared{self.total_classes}-ipc{self.ipc:g}-s{self.seed}-base{'_'.join(map(str, first))}"
+               f"-classes{'_'.join(map(str, classes))}-{self.settings_digest()}")
+        run = self.workdir / tag
+        subset = self.data.subset(classes)
+        t0 = time.time()
+        if (run / "container.safetensors").is_file():
+            part, meta = load_container(run)
+            condense_s = meta["condense_seconds"]
+        else:
+            part = HMN(**{**shape.hmn_kwargs(), "num_classes": len(classes)})
+            part.init_memories(torch.Generator().manual_seed(self.seed))
+            if self.parts:
+                part.adopt_shared(self.parts[0])
+            m = Matcher(part, subset, cfg, seed=self.seed, out=run)
+            if not m.load_checkpoint():
+                warm_start(part, subset, cfg.warm_start, seed=self.seed)
+            m.run(progress=False)
+            condense_s = round(time.time() - t0, 2)
+            meta = container_meta(part, classes=subset.classes, mean=subset.mean, std=subset.std,
+                                  budget_ipc=self.ipc, condense_seconds=condense_s)
+            save_container(run, part.cpu().eval(), meta)
+        if self.parts:  # a part loaded from disk must still match the stream's shared tiers
+            part.adopt_shared(self.parts[0])
+        self.parts.append(part.cpu().eval())
+        seen = self._seen() + classes
+        t1 = time.time()
+        grown = HMN.concat_classes(self.parts)
+        # the device reserves the whole stream's budget; budget_ipc expresses it over the seen classes
+        reserve = self.ipc * self.total_classes / len(seen)
+        meta = container_meta(grown, classes=[self.data.classes[c] for c in seen], mean=self.data.mean,
+                              std=self.data.std, budget_ipc=reserve, stream_classes=self.total_classes)
+        onnx_path = self.workdir / f"{tag}-grown.onnx"
+        export_onnx(grown, meta, onnx_path, precision=self.precision)
+        return onnx_path, {"condense_s": condense_s, "export_s": time.time() - t1}
+
+    def _seen(self) -> list[int]:
+        return [c for _, cls in self.models for c in cls]
+
+    def settings_digest(self) -> str:
+        """8 hex digits of the condensation settings in force (preset defaults included), so a cached
+        container made under other settings -- or an older default -- is never reused."""
+        from dataclasses import asdict
+
+        opts, cfg = dict(self.condense_options), self.match_config()
         blob = json.dumps({"match": asdict(cfg), "options": opts}, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:8]
 
     def post_adapt(self, agent, exp):
         classes = [int(c) for c in exp.classes_in_this_experience]
-        path, timing = self.condense_experience(classes)
-        self.models.append((path, classes))
+        if self.shared:  # one model for every class seen: it replaces the previous one on the device
+            path, timing = self.condense_shared(classes)
+            self.models = [(path, self._seen() + classes)]
+        else:
+            path, timing = self.condense_experience(classes)
+            self.models.append((path, classes))
         self._timing(self.experience).update(timing)
         self.experience += 1
 

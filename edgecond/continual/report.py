@@ -18,11 +18,27 @@ from .harness import ContinualConfig, run_strategy
 KEYS = ("final_accuracy", "average_incremental_accuracy", "forgetting")
 
 
+def previous_results(out: Path, cfg: ContinualConfig, seeds: int) -> dict:
+    """Per-strategy results `out/results.json` holds for exactly this configuration and seed count."""
+    path = out / "results.json"
+    if not path.is_file():
+        return {}
+    res = json.loads(path.read_text())
+    same = res.get("seeds") == seeds and res.get("config") == json.loads(json.dumps(asdict(cfg)))
+    return res["strategies"] if same else {}
+
+
 def run_continual(data: Dataset, strategies: list[str], cfg: ContinualConfig, seeds: int, out: Path,
-                  device: str = "cpu", log=print) -> dict:
+                  device: str = "cpu", log=print, reuse: bool = False) -> dict:
+    """Every strategy over `seeds` seeds. `reuse`: strategies that `out` already holds for the same
+    configuration and seeds are taken from there, so adding a strategy runs only that one."""
     out.mkdir(parents=True, exist_ok=True)
-    per = {}
+    per, old = {}, previous_results(out, cfg, seeds) if reuse else {}
     for name in strategies:
+        if name in old:
+            log(f"{name}: reused from {out / 'results.json'}")
+            per[name] = old[name]
+            continue
         runs = []
         for seed in range(seeds):
             log(f"{name}: seed {seed} ...")
