@@ -124,6 +124,15 @@ def _strategy(name: str, model, cfg: ContinualConfig, data: Dataset, workdir: Pa
     return strategy, buffer, chw
 
 
+def strategy_settings(name: str, data: Dataset, cfg: ContinualConfig) -> str | None:
+    """What besides ContinualConfig decides a strategy's result: for the HMN strategies, the digest
+    of the condensation settings in force (preset defaults included); None for the others."""
+    if not name.startswith("hmn"):
+        return None
+    opts = {"preset": cfg.preset, **cfg.condense_overrides}
+    return HMNBuffer(data, cfg.ipc, ".", data.num_classes, condense_options=opts).settings_digest()
+
+
 @torch.no_grad()
 def _accuracies(model, data: Dataset, groups: list[list[int]], device: str) -> list[float]:
     model.eval()

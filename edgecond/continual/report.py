@@ -13,27 +13,38 @@ import numpy as np
 from ..data import Dataset
 from ..io import atomic_write_text
 from ..plots import line_plot
-from .harness import ContinualConfig, run_strategy
+from .harness import ContinualConfig, run_strategy, strategy_settings
 
 KEYS = ("final_accuracy", "average_incremental_accuracy", "forgetting")
 
 
-def previous_results(out: Path, cfg: ContinualConfig, seeds: int) -> dict:
-    """Per-strategy results `out/results.json` holds for exactly this configuration and seed count."""
+def previous_results(out: Path, data: Dataset, cfg: ContinualConfig, seeds: int) -> dict:
+    """Per-strategy results `out/results.json` holds for exactly this configuration, seed count and
+    (HMN strategies) condensation settings."""
     path = out / "results.json"
     if not path.is_file():
         return {}
     res = json.loads(path.read_text())
-    same = res.get("seeds") == seeds and res.get("config") == json.loads(json.dumps(asdict(cfg)))
-    return res["strategies"] if same else {}
+    if res.get("seeds") != seeds or res.get("config") != json.loads(json.dumps(asdict(cfg))):
+        return {}
+    return {n: v for n, v in res["strategies"].items() if v.get("settings") == strategy_settings(n, data, cfg)}
 
 
 def run_continual(data: Dataset, strategies: list[str], cfg: ContinualConfig, seeds: int, out: Path,
                   device: str = "cpu", log=print, reuse: bool = False) -> dict:
     """Every strategy over `seeds` seeds. `reuse`: strategies that `out` already holds for the same
-    configuration and seeds are taken from there, so adding a strategy runs only that one."""
+    configuration and seeds are taken from there, so adding a strategy runs only that one.
+    results.json is rewritten after every strategy (an interrupted run keeps what it finished)
+    and keeps the other strategies it held; the tables and the plot show `strategies`."""
     out.mkdir(parents=True, exist_ok=True)
-    per, old = {}, previous_results(out, cfg, seeds) if reuse else {}
+    old = previous_results(out, data, cfg, seeds) if reuse else {}
+
+    def payload(per: dict) -> dict:
+        return {"dataset": data.name, "config": asdict(cfg), "seeds": seeds,
+                "budget_bytes_fp32": int(4 * cfg.ipc * int(np.prod(data.image_shape)) * data.num_classes),
+                "strategies": per}
+
+    per = {}
     for name in strategies:
         if name in old:
             log(f"{name}: reused from {out / 'results.json'}")
@@ -53,12 +64,11 @@ def run_continual(data: Dataset, strategies: list[str], cfg: ContinualConfig, se
             "seen_accuracy_std": np.std([r["seen_accuracy"] for r in runs], axis=0).tolist(),
             "condense_s_per_experience": _mean_timing(runs, "condense_s"),
             "regenerate_s_per_experience": _mean_timing(runs, "regenerate_s"),
+            "settings": strategy_settings(name, data, cfg),
             "runs": runs,
         }
-    res = {"dataset": data.name, "config": asdict(cfg), "seeds": seeds,
-           "budget_bytes_fp32": int(4 * cfg.ipc * int(np.prod(data.image_shape)) * data.num_classes),
-           "strategies": per}
-    atomic_write_text(out / "results.json", json.dumps(res, indent=1))
+        atomic_write_text(out / "results.json", json.dumps(payload({**old, **per}), indent=1))
+    res = payload(per)
     atomic_write_text(out / "results.md", markdown(res))
     atomic_write_text(out / "results.csv", to_csv(res))
     plot_seen_accuracy(res, out / "accuracy.png")
