@@ -130,6 +130,13 @@ def test_shared_hmn_grows_one_model_and_never_changes_earlier_classes(four, tmp_
     x1, y1 = last.generate(classes=first.classes, per_class=first.instances_per_class)
     np.testing.assert_allclose(x1, x0, atol=1e-6)  # frozen shared tiers: old classes' images stay put
     assert res["buffer_bytes"] <= res["budget_bytes_fp32"]
+    # replay reads the model the device holds now, not one cached from an earlier experience
+    from edgecond.continual.buffers import HMNBuffer
+
+    buf = HMNBuffer(four, 10, tmp_path, 4, shared=True)
+    for path, n_classes in ((grown[0], 2), (grown[1], 4)):
+        buf.models = [(path, list(range(n_classes)))]
+        assert len(set(buf.buffer.targets)) == n_classes
 
 
 def test_reuse_runs_only_the_strategies_a_run_directory_lacks(four, tmp_path, monkeypatch):

@@ -129,8 +129,9 @@ class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
 
         cfg = self.match_config()
         shape = solve_hmn(self.data.image_shape, self.total_classes, self.ipc, max_instances=cfg.max_instances)
-        first = self.models[0][1] if self.models else classes
-        tag = (f"hmn-shared{self.total_classes}-ipc{self.ipc:g}-s{self.seed}-base{'_'.join(map(str, first))}"
+        # keyed by every class seen before (the shared tiers come from the first of them)
+        before = self._seen() or classes
+        tag = (f"hmn-shared{self.total_classes}-ipc{self.ipc:g}-s{self.seed}-after{'_'.join(map(str, before))}"
                f"-classes{'_'.join(map(str, classes))}-{self.settings_digest()}")
         run = self.workdir / tag
         subset = self.data.subset(classes)
@@ -207,7 +208,7 @@ class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
 
         if not self.models:
             return avalanche_dataset(torch.zeros(0, *self.data.image_shape), torch.zeros(0, dtype=torch.long))
-        key = (len(self.models), self.per_class_now(10 ** 9))
+        key = (tuple(str(p) for p, _ in self.models), self.per_class_now(10 ** 9))
         if getattr(self, "_cache", (None,))[0] == key:  # ReplayPlugin reads .buffer twice per experience
             return self._cache[1]
         t0 = time.time()
