@@ -67,7 +67,9 @@ class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
     class gets the memory a whole-dataset HMN gives it (at 8x8 digits, 10 IPC: 67 instances of
     2 channels instead of 58 of 1). The device reserves the final budget from the start: after
     experience t it holds the shared tiers plus the seen classes' memories (less than the
-    reserve until the last experience, when it is the solver's HMN for every class).
+    reserve until the last experience, when it is the solver's HMN for every class). On digits
+    it does not beat per-experience HMNs (README, continual table): a decoder fitted to the
+    first experience's classes serves the later ones worse.
     """
 
     def __init__(self, data: Dataset, ipc: float, workdir: str | Path, total_classes: int, *,
@@ -104,6 +106,7 @@ class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
         return onnx_path, {"condense_s": condense_s, "export_s": time.time() - t1}
 
     def match_config(self):
+        """The matching schedule these HMNs are condensed with (preset + condense_options)."""
         from dataclasses import fields
 
         from ..matching import MatchConfig, match_config
