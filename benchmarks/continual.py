@@ -8,20 +8,38 @@
 Condensations are cached under benchmarks/runs/continual-*/models and shared by the HMN
 strategies; strategies whose results a run directory already holds for the same configuration
 and seeds are reused, so adding a strategy runs only that one (--fresh redoes them all).
-Writes results/continual.{json,md} and results/continual-<dataset>-ipc<B>.png.
+Writes results/continual.{json,md} and results/continual-<dataset>-ipc<B>.png; sections for
+other datasets or budgets already in results/continual.json are kept, each with its own command.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from common import RESULTS, parse, parser, short, write
+import json
+
+from common import RESULTS, command, machine, parse, parser, short, write
 from edgecond.continual.harness import STRATEGIES, ContinualConfig
 from edgecond.continual.report import plot_seen_accuracy, run_continual
 from edgecond.data import load_dataset
 
 BUDGETS = {"digits": [10, 20], "cifar10_mini": [1, 10]}
 RUNS = Path(__file__).resolve().parent / "runs"
+
+
+def section(entry: dict) -> str:
+    """One dataset x budget block of results/continual.md: its command, then its table."""
+    return (f"**{entry['dataset']}, 5 experiences, budget {entry['ipc']:g} IPC "
+            f"({entry['budget_bytes_fp32']:,} bytes as float32), {entry['config']['epochs']} epochs per "
+            f"experience, {entry['seeds']} seeds** — "
+            f"`{entry['command']}` ({entry['date']})\n\n{entry['table']}")
+
+
+def previous_sections() -> dict:
+    """Sections results/continual.json already holds (older files without tables are dropped)."""
+    path = RESULTS / "continual.json"
+    old = json.loads(path.read_text()).get("results", []) if path.is_file() else []
+    return {(e["dataset"], e["ipc"]): e for e in old if "table" in e}
 
 
 def main() -> None:
@@ -31,7 +49,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--fresh", action="store_true", help="recompute run directories that already hold results")
     args = parse(ap)
-    results, tables = [], []
+    sections = previous_sections()
     for name in args.datasets:
         data = load_dataset(name)
         for ipc in [float(b) for b in args.budgets.split(",")] if args.budgets else BUDGETS[short(name)]:
@@ -42,11 +60,10 @@ def main() -> None:
             plot_seen_accuracy(res, RESULTS / f"continual-{short(name)}-ipc{ipc:g}.png")
             for v in res["strategies"].values():
                 v.pop("runs")
-            results.append({"dataset": short(name), "ipc": ipc, **res})
-            tables.append(f"**{short(name)}, 5 x {data.num_classes // 5} classes, budget {ipc:g} IPC "
-                          f"({res['budget_bytes_fp32']:,} bytes as float32), {args.seeds} seeds**\n\n"
-                          + (out / "results.md").read_text())
-    write("continual", {"seeds": args.seeds, "results": results}, "\n".join(tables))
+            sections[(short(name), ipc)] = {"dataset": short(name), "ipc": ipc, **res, "command": command(),
+                                            "date": machine()["date"], "table": (out / "results.md").read_text()}
+            ordered = [sections[k] for k in sorted(sections)]
+            write("continual", {"results": ordered}, "\n".join(section(e) for e in ordered))
 
 
 if __name__ == "__main__":
