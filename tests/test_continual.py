@@ -152,3 +152,22 @@ def test_reuse_runs_only_the_strategies_a_run_directory_lacks(four, tmp_path, mo
     report.run_continual(four, ["naive"], ContinualConfig(**{**TINY, "epochs": 2}), seeds=1, out=tmp_path,
                          log=lambda m: None, reuse=True)  # another configuration: nothing reused
     assert ran == ["replay", "naive"]
+
+
+def test_interrupted_experience_condensation_resumes_from_its_checkpoint(four, tmp_path):
+    """A run killed after its last checkpoint but before writing the container resumes, not restarts."""
+    from edgecond.continual.buffers import HMNBuffer
+    from edgecond.io import load_container
+
+    buf = HMNBuffer(four, 10, tmp_path, 4, condense_options={"outer": 2, "inner": 1, "net_steps": 1,
+                                                              "warm_start": 0})
+    onnx_path, _ = buf.condense_experience([0, 1])
+    run = onnx_path.with_suffix("")
+    first, _ = load_container(run)
+    (run / "container.safetensors").unlink()
+    onnx_path.unlink()
+    buf.condense_experience([0, 1])
+    again, _ = load_container(run)
+    assert json.loads((run / "report.json").read_text())["resumed"] is True
+    for k, v in first.state_dict().items():
+        assert np.array_equal(v.numpy(), again.state_dict()[k].numpy()), k
