@@ -60,7 +60,7 @@ def main() -> None:
             plot_seen_accuracy(res, RESULTS / f"continual-{short(name)}-ipc{ipc:g}.png")
             for v in res["strategies"].values():
                 v.pop("runs")
-            sections[(short(name), ipc)] = {"dataset": short(name), "ipc": ipc, **res, "command": command(),
+            sections[(short(name), ipc)] = {**res, "dataset": short(name), "ipc": ipc, "command": command(),
                                             "date": machine()["date"], "table": (out / "results.md").read_text()}
             ordered = [sections[k] for k in sorted(sections)]
             write("continual", {"results": ordered}, "\n".join(section(e) for e in ordered))
