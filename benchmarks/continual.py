@@ -14,9 +14,8 @@ other datasets or budgets already in results/continual.json are kept, each with 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 from common import RESULTS, command, machine, parse, parser, short, write
 from edgecond.continual.harness import STRATEGIES, ContinualConfig
