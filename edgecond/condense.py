@@ -70,7 +70,9 @@ def condense(data: Dataset, kind: str, ipc: float, *, seed: int = 0, device: str
     if meta["stored_floats"] > meta["budget_floats"]:
         raise RuntimeError(f"internal error: {kind} stores {meta['stored_floats']} floats over its "
                            f"budget of {meta['budget_floats']}")
-    report = {**meta, "parts": container.parts(), "condense_seconds": round(time.time() - t0, 2),
+    # a resumed run's wall time covers its last part only; matching_seconds counts every part
+    seconds = max(time.time() - t0, extra.get("matching_seconds", 0.0))
+    report = {**meta, "parts": container.parts(), "condense_seconds": round(seconds, 2),
               "peak_rss_mb": round(peak_rss_mb(), 1), **extra}
     report.pop("instance_order")
     figures = report.get("pruning", {}).pop("figures", None)

@@ -164,10 +164,13 @@ def test_interrupted_experience_condensation_resumes_from_its_checkpoint(four, t
     onnx_path, _ = buf.condense_experience([0, 1])
     run = onnx_path.with_suffix("")
     first, _ = load_container(run)
+    first_matching_s = json.loads((run / "report.json").read_text())["matching_seconds"]
     (run / "container.safetensors").unlink()
     onnx_path.unlink()
     buf.condense_experience([0, 1])
     again, _ = load_container(run)
-    assert json.loads((run / "report.json").read_text())["resumed"] is True
+    rep = json.loads((run / "report.json").read_text())
+    assert rep["resumed"] is True
+    assert rep["condense_seconds"] >= first_matching_s  # the time before the interruption still counts
     for k, v in first.state_dict().items():
         assert np.array_equal(v.numpy(), again.state_dict()[k].numpy()), k
