@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .augment import Augment, cutmix
+from .contrast import HabaContrast
 from .budget import solve_hmn
 from .containers import Container, IDCContainer, PixelContainer
-from .containers.haba import HaBa
 from .containers.hmn import HMN
 from .data import Dataset
 from .io import atomic_write
@@ -231,7 +231,9 @@ class Matcher:
         self.seconds = 0.0
         # each rank keeps the real data of its own classes only
         self.by_class = {c: data.class_images(c).to(device) for c in dist.owned_classes(data.num_classes)}
-        self.adversary = self._adversary(seed) if cfg.haba_contrast > 0 else None
+        self.contrast = (HabaContrast(container, data.image_shape, data.num_classes, cfg.net_width, seed=seed,
+                                      update_mode=cfg.update_mode, device=device)
+                         if cfg.haba_contrast > 0 else None)
         lo = (0 - torch.tensor(data.mean)) / torch.tensor(data.std)
         hi = (1 - torch.tensor(data.mean)) / torch.tensor(data.std)
         self.pixel_range = (lo.view(-1, 1, 1).to(device), hi.view(-1, 1, 1).to(device))
@@ -248,8 +250,8 @@ class Matcher:
               "seconds": self.seconds, "seed": self.seed, "config": json.dumps(asdict(self.cfg))}
         if self.mls is not None:
             st["mls"] = self.mls.state_dict()
-        if self.adversary is not None:
-            st["adversary"], st["adversary_opt"] = self.adversary.state_dict(), self.adv_opt.state_dict()
+        if self.contrast is not None:
+            st.update(self.contrast.state_dict())
         return st
 
     def save_checkpoint(self, outer: int) -> Path | None:
@@ -276,9 +278,8 @@ class Matcher:
         self.seconds, self.start = float(st["seconds"]), int(st["outer"])
         if self.mls is not None:
             self.mls = MLSState.from_state_dict(st["mls"])
-        if self.adversary is not None:
-            self.adversary.load_state_dict(st["adversary"])
-            self.adv_opt.load_state_dict(st["adversary_opt"])
+        if self.contrast is not None:
+            self.contrast.load_state_dict(st)
         return True
 
     def _config_differences(self, saved: str) -> list[str]:
@@ -342,8 +343,8 @@ class Matcher:
                 loss, step_loss = self._class_losses(net, real, c, gen)
                 self._step(step_loss)
                 total, count = total + loss.item(), count + 1
-            if self.adversary is not None:
-                self._adversary_step(gen)
+            if self.contrast is not None:
+                self.contrast.step(gen)
             self._train_net(net, net_opt, gen)
         self._project()
         self.sched.step()
@@ -381,7 +382,7 @@ class Matcher:
     def _class_losses(self, net, real, c, gen):
         """(base matching loss, loss to back-propagate) of class c, with the MLS subset term if on."""
         syn_idx = self._syn_indices(gen)
-        extra = self.cfg.haba_contrast * self._cosine_term(c, gen) if self.adversary is not None else 0.0
+        extra = self.cfg.haba_contrast * self.contrast.term(c, gen) if self.contrast is not None else 0.0
         if self.mls is None:
             loss = class_step_loss(self.container, net, real, c, syn_idx, self.aug, gen, self.cfg.distance)
             return loss, loss + extra
@@ -391,50 +392,6 @@ class Matcher:
         subset = torch.arange(self.mls.mls, device=self.device)
         subset_loss = class_step_loss(self.container, net, real, c, subset, self.aug, gen, self.cfg.distance)
         return loss, loss + subset_loss + extra
-
-    # -- HaBa's adversarial contrastive constraint (HaBa Sec. 3.2) -----------------------
-    # An adversary F (a ConvNet like the matching network, kept across outer iterations,
-    # Adam lr 1e-3 as the paper's eta_F) learns features in which two hallucinations of one
-    # basis look alike (InfoNCE over bases, Eq. 3, features L2-normalised; plus cross-entropy,
-    # Eq. 4); the container adds lambda_cos * their cosine similarity (Eq. 5-6) to its loss,
-    # pushing hallucinators apart. Sequential updates only; off by default (benchmarks/condense.py).
-    ADV_LR, ADV_TEMPERATURE, ADV_CON_WEIGHT = 1e-3, 0.1, 0.1
-
-    def _adversary(self, seed: int):
-        if not isinstance(self.container, HaBa):
-            raise ValueError(f"--haba-contrast needs --container haba, not {self.container.kind}")
-        if self.cfg.update_mode != "sequential":
-            raise ValueError("--haba-contrast runs with --update-mode sequential only")
-        if self.container.n_hall < 2:
-            raise ValueError("--haba-contrast needs at least 2 hallucinators; this budget fits 1")
-        with torch.random.fork_rng():
-            torch.manual_seed(seed + 1)
-            adv = build_convnet(self.data.image_shape, self.data.num_classes, width=self.cfg.net_width)
-        self.adv_opt = torch.optim.Adam(adv.parameters(), lr=self.ADV_LR)
-        return adv.to(self.device)
-
-    def _hallucination_pairs(self, classes: torch.Tensor, gen: torch.Generator):
-        """Every basis of `classes` through two random distinct hallucinators j != k."""
-        h = self.container
-        j, k = torch.randperm(h.n_hall, generator=gen)[:2].tolist()
-        cls = classes.to(self.device).repeat_interleave(h.n_bases)
-        base = torch.arange(h.n_bases, device=self.device).repeat(len(classes))
-        return h.generate(cls, j * h.n_bases + base), h.generate(cls, k * h.n_bases + base), cls
-
-    def _cosine_term(self, c: int, gen: torch.Generator) -> torch.Tensor:
-        xa, xb, _ = self._hallucination_pairs(torch.tensor([c]), gen)
-        return F.cosine_similarity(self.adversary.embed(xa), self.adversary.embed(xb), dim=1).mean()
-
-    def _adversary_step(self, gen: torch.Generator) -> None:
-        with torch.no_grad():
-            xa, xb, cls = self._hallucination_pairs(torch.arange(self.data.num_classes), gen)
-        fa, fb = self.adversary.embed(xa), self.adversary.embed(xb)
-        sim = F.normalize(fa, dim=1) @ F.normalize(fb, dim=1).T / self.ADV_TEMPERATURE
-        con = F.cross_entropy(sim, torch.arange(len(sim), device=self.device))
-        task = F.cross_entropy(self.adversary.classifier(torch.cat([fa, fb])), torch.cat([cls, cls]))
-        self.adv_opt.zero_grad(set_to_none=True)
-        (self.ADV_CON_WEIGHT * con + task).backward()
-        self.adv_opt.step()
 
     def _train_net_summed(self, net, net_opt, outer: int, inner: int) -> None:
         """Data-parallel real-data steps: per-class sub-batches, summed gradients (no CutMix across ranks)."""
