@@ -165,7 +165,11 @@ def run_strategy(name: str, data: Dataset, cfg: ContinualConfig, seed: int, work
 def _run_strategy(name: str, data: Dataset, cfg: ContinualConfig, seed: int, workdir: Path, device: str) -> dict:
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
-    torch.manual_seed(seed)
+    from avalanche.training.determinism.rng_manager import RNGManager
+
+    # Python's, NumPy's and torch's global generators: Avalanche's random exemplar selection
+    # draws from Python's `random`, so seeding torch alone left replay buffers unreproducible
+    RNGManager.set_random_seeds(seed)
     bench, groups = build_stream(data, cfg.experiences, seed)
     model = build_convnet(data.image_shape, data.num_classes, width=cfg.width).to(device)
     t0 = time.time()
