@@ -51,6 +51,8 @@ def condense_cli(dataset: str, kind: str, ipc: float, seed: int, threads: int, m
                 cmd += ["--haba-contrast", "0.1"]  # HaBa's lambda_cos
             elif v.startswith("ic"):  # instance-memory channels other than the solver's default
                 cmd += ["--instance-channels", v[2:]]
+            elif v == "shared":  # with multisize: the subset loss also trains the HMN's shared tiers
+                cmd += ["--subset-shared"]
             elif v == "cold":
                 cmd += ["--warm-start", "0", "--max-instances", "0"]  # the paper's initialisation and shapes
             else:

@@ -5,7 +5,10 @@
 
 For each container kind and budget:
   Baseline C  one plain condensation (benchmarks/condense.py's run), prefixes S_[k] as they come;
-  MDC (ours)  one condensation with MDC's adaptive subset loss (`--multisize`);
+  MDC (ours)  one condensation with MDC's adaptive subset loss (`--multisize`); for hmn the
+              subset loss trains only the subset's instance memories;
+  MDC, shared tiers  (hmn only) the same, but the subset loss also trains the shared tiers
+              (`--subset-shared`: decoder, dataset and class memories);
   Baseline A  (pixel only) a separate plain condensation at each size k.
 Each prefix S_[k] (the first k instances of every class) is trained on alone with the quick
 evaluation protocol over --seeds seeds, at sizes 1, N/4, N/2 and N (N instances per class;
@@ -29,7 +32,8 @@ from edgecond.io import load_container
 from edgecond.plots import line_plot
 
 IPCS = {"digits": {"pixel": 5, "hmn": 5}, "cifar10_mini": {"pixel": 10, "hmn": 1}}
-METHODS = ["Baseline A", "Baseline C", "MDC (ours)"]
+SHARED = "MDC, shared tiers"  # hmn only: the subset loss also trains decoder, dataset and class memories
+METHODS = ["Baseline A", "Baseline C", SHARED, "MDC (ours)"]
 
 
 def quarters(n: int) -> list[int]:
@@ -51,7 +55,8 @@ def measure(name, data, kind, method, ipc, cfg, seeds, threads) -> dict:
             r = evaluate_images(x, y, data, cfg, seeds=seeds, progress=False)
             sub[str(k)] = {"mean": r["accuracy_mean"], "std": r["accuracy_std"], "accuracies": r["accuracies"]}
         return sub
-    cont, _ = load_container(condense_cli(name, kind, ipc, 0, threads, multisize=method == "MDC (ours)")["dir"])
+    variant = f"{kind}-shared" if method == SHARED else kind
+    cont, _ = load_container(condense_cli(name, variant, ipc, 0, threads, multisize=method != "Baseline C")["dir"])
     return evaluate_subsets(cont, data, cfg, quarters(cont.instances_per_class), seeds=seeds, progress=False)
 
 
@@ -67,7 +72,8 @@ def main() -> None:
             ipc = IPCS[short(name)][kind]
             for method in METHODS:
                 key = (short(name), kind, method)
-                if (method == "Baseline A" and kind != "pixel") or rows.get(key, {}).get("seeds") == args.seeds:
+                if ((method == "Baseline A" and kind != "pixel") or (method == SHARED and kind != "hmn")
+                        or rows.get(key, {}).get("seeds") == args.seeds):
                     continue
                 sub = measure(name, data, kind, method, ipc, cfg, args.seeds, args.threads)
                 full = sub[max(sub, key=int)]

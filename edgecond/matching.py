@@ -71,6 +71,7 @@ class MatchConfig:
     update_mode: str = "sequential"  # sequential: a step per class (papers); summed: one per inner iteration
     multisize: bool = False         # MDC's adaptive subset loss (see multisize.py)
     mls_interval: int = 5           # MDC's Delta t, in outer iterations
+    subset_shared: bool = False     # MDC subset loss also trains shared tiers (HMN decoder...); see multisize.py
     haba_contrast: float = 0.0      # HaBa Sec. 3.2: weight of L_cos (paper 0.1); 0 = off
     warm_start: int = 0             # steps fitting the container to real images first (warmstart.py)
     max_instances: int | None = None  # hmn: widen instance memories rather than exceed this per class
@@ -181,14 +182,15 @@ def gradient_distance(g_syn: list[torch.Tensor], g_real: list[torch.Tensor], kin
 
 
 def class_step_loss(container: Container, net, real: torch.Tensor, c: int, syn_idx: torch.Tensor,
-                    aug: Augment, gen: torch.Generator, distance: str, measure: int = 0):
+                    aug: Augment, gen: torch.Generator, distance: str, measure: int = 0, own: bool = False):
     """The gradient-matching loss of class c: one shared augmentation, conv-weight gradients.
 
     With measure=m > 0 also returns the feature distances d_1..d_m of the first m synthetic
     images' prefixes to the real batch (MDC Eq. 5, detached): (loss, distances).
+    own=True: the loss trains only the images' own parameters (Container.generate_own).
     """
     cls = torch.full((len(syn_idx),), c, dtype=torch.long, device=syn_idx.device)
-    syn = container.generate(cls, syn_idx)
+    syn = container.generate_own(cls, syn_idx) if own else container.generate(cls, syn_idx)
     both = aug(torch.cat([real, syn]), generator=gen, shared=True)
     xr, xs = both[:len(real)], both[len(real):]
     params = net.conv_weights()
@@ -390,7 +392,8 @@ class Matcher:
                                   measure=self.mls.candidates)
         self.mls.observe(d)
         subset = torch.arange(self.mls.mls, device=self.device)
-        subset_loss = class_step_loss(self.container, net, real, c, subset, self.aug, gen, self.cfg.distance)
+        subset_loss = class_step_loss(self.container, net, real, c, subset, self.aug, gen, self.cfg.distance,
+                                      own=not self.cfg.subset_shared)
         return loss, loss + subset_loss + extra
 
     def _train_net_summed(self, net, net_opt, outer: int, inner: int) -> None:

@@ -17,6 +17,13 @@ of one subset -- the Most Learnable Subset (MLS) -- chosen as follows (MDC Eq. 5
   degrades the smaller one it contains. When the MLS shrinks below every frozen size,
   everything is updated.
 
+What the subset loss trains: only the subset's own parameters (Container.generate_own). For
+pixel containers that is MDC itself; for an HMN it means the subset's instance memories, while
+the dataset memory, f_c, class memories and decoder enter the subset loss detached. Letting the
+one-image subset loss (MLS n = 1 for most of a short schedule) move the shared decoder too
+(`subset_shared=True`, `--subset-shared`) pulled every image towards a class mean: on
+cifar10_mini 1 IPC it cost the full 85-image HMN 9.9 points (README, multisize table).
+
 What "frozen" means for an HMN: the frozen instances' own parameters (their instance-level
 memories) stay fixed; the shared tiers (dataset memory, f_c, decoder) serve every image and
 keep learning, so a frozen image may still drift a little. For pixel containers the frozen

@@ -76,3 +76,24 @@ def test_subset_sizes():
     big = subset_sizes("all", 278)
     assert big[0] == 1 and big[-1] == 278 and len(big) <= 12
     assert subset_sizes("5,1,2", 10) == [1, 2, 5]
+
+
+def test_hmn_subset_loss_trains_the_subsets_own_memories_only(digits):
+    from edgecond.augment import Augment
+    from edgecond.matching import class_step_loss
+    from edgecond.models import build_convnet
+
+    cont = init_container("hmn", digits, 5, seed=0)
+    net = build_convnet(digits.image_shape, digits.num_classes, width=16)
+    real, subset = digits.class_images(3)[:16], torch.arange(2)
+    # the same images either way: generate_own only detaches
+    cls = torch.full((2,), 3)
+    assert torch.equal(cont.generate_own(cls, subset), cont.generate(cls, subset))
+    for own in (True, False):
+        cont.zero_grad(set_to_none=True)
+        class_step_loss(cont, net, real, 3, subset, Augment(flip=False), torch.Generator().manual_seed(0),
+                        "mse", own=own).backward()
+        assert cont.instance_memory.grad[3, :2].abs().sum() > 0  # the subset's own memories learn
+        assert cont.instance_memory.grad[3, 2:].abs().sum() == 0 and cont.instance_memory.grad[:3].abs().sum() == 0
+        shared = [cont.decoder[0].weight, cont.class_memory, cont.dataset_memory]
+        assert all((p.grad is None) == own for p in shared)  # shared tiers: untouched by default

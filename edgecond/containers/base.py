@@ -37,6 +37,11 @@ class Container(nn.Module):
         self.check_indices(classes, instances)
         return self._generate(classes, instances)
 
+    def generate_own(self, classes: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
+        """Like `generate`, but gradients reach only the pairs' own parameters, not tiers shared
+        with other instances (MDC's subset loss uses it). Pixel-like containers own everything."""
+        return self.generate(classes, instances)
+
     def config(self) -> dict:
         """JSON-able keyword arguments that rebuild this container's structure."""
         raise NotImplementedError

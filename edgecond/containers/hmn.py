@@ -87,6 +87,16 @@ class HMN(Container):
     def _generate(self, classes: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.code(classes, instances))
 
+    def generate_own(self, classes: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
+        """Images whose gradients reach their instance memories only: the dataset memory, f_c,
+        the class memories and the decoder enter detached (they serve every other image too)."""
+        self.check_indices(classes, instances)
+        n = self.instances_per_class
+        code = torch.cat([self.features(classes).detach(), self.class_memory.detach().index_select(0, classes),
+                          self.instance_memory.flatten(0, 1).index_select(0, classes * n + instances)], dim=1)
+        frozen = {k: v.detach() for k, v in self.decoder.named_parameters()}
+        return torch.func.functional_call(self.decoder, frozen, (code,))
+
     def config(self) -> dict:
         return {"num_classes": self.num_classes, "image_shape": list(self.image_shape),
                 "instances": self.instances_per_class, "memory_size": self.memory_size,
