@@ -119,9 +119,8 @@ def main():
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @with_data_options
 def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune, multisize, subset_shared, update_mode,
-             outer, inner,
-             checkpoint_every, resume, instance_channels, distance, warm_start, max_instances, haba_contrast, device,
-             data_root, download, threads):
+             outer, inner, checkpoint_every, resume, instance_channels, distance, warm_start, max_instances,
+             haba_contrast, device, data_root, download, threads):
     """Condense DATASET into a container of KIND within an IPC budget.
 
     \b

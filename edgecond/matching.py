@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .augment import Augment, cutmix
-from .contrast import HabaContrast
 from .budget import solve_hmn
 from .containers import Container, IDCContainer, PixelContainer
 from .containers.hmn import HMN
+from .contrast import HabaContrast
 from .data import Dataset
 from .io import atomic_write
 from . import distributed as dist

@@ -21,8 +21,8 @@ What the subset loss trains: only the subset's own parameters (Container.generat
 pixel containers that is MDC itself; for an HMN it means the subset's instance memories, while
 the dataset memory, f_c, class memories and decoder enter the subset loss detached. Letting the
 one-image subset loss (MLS n = 1 for most of a short schedule) move the shared decoder too
-(`subset_shared=True`, `--subset-shared`) pulled every image towards a class mean: on
-cifar10_mini 1 IPC it cost the full 85-image HMN 9.9 points (README, multisize table).
+(`subset_shared=True`, `--subset-shared`) changes every image of the class for the sake of
+one: on cifar10_mini 1 IPC it cost the full 85-image HMN 9.9 points (README, multisize table).
 
 What "frozen" means for an HMN: the frozen instances' own parameters (their instance-level
 memories) stay fixed; the shared tiers (dataset memory, f_c, decoder) serve every image and

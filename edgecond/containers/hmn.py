@@ -77,12 +77,14 @@ class HMN(Container):
         b = self.fc_bias.index_select(0, classes)
         return torch.einsum("ndhw,ndf->nfhw", md, w) + b[:, :, None, None]
 
-    def code(self, classes: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
-        """The decoder's input [f_c(m_D) ⊕ m_c ⊕ m_ci] for each pair."""
+    def code(self, classes: torch.Tensor, instances: torch.Tensor, shared_grad: bool = True) -> torch.Tensor:
+        """The decoder's input [f_c(m_D) ⊕ m_c ⊕ m_ci] for each pair (shared_grad=False: f_c(m_D), m_c detached)."""
         n = self.instances_per_class
-        mc = self.class_memory.index_select(0, classes)
+        feat, mc = self.features(classes), self.class_memory.index_select(0, classes)
+        if not shared_grad:
+            feat, mc = feat.detach(), mc.detach()
         mi = self.instance_memory.flatten(0, 1).index_select(0, classes * n + instances)
-        return torch.cat([self.features(classes), mc, mi], dim=1)
+        return torch.cat([feat, mc, mi], dim=1)
 
     def _generate(self, classes: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.code(classes, instances))
@@ -91,11 +93,8 @@ class HMN(Container):
         """Images whose gradients reach their instance memories only: the dataset memory, f_c,
         the class memories and the decoder enter detached (they serve every other image too)."""
         self.check_indices(classes, instances)
-        n = self.instances_per_class
-        code = torch.cat([self.features(classes).detach(), self.class_memory.detach().index_select(0, classes),
-                          self.instance_memory.flatten(0, 1).index_select(0, classes * n + instances)], dim=1)
         frozen = {k: v.detach() for k, v in self.decoder.named_parameters()}
-        return torch.func.functional_call(self.decoder, frozen, (code,))
+        return torch.func.functional_call(self.decoder, frozen, (self.code(classes, instances, shared_grad=False),))
 
     def config(self) -> dict:
         return {"num_classes": self.num_classes, "image_shape": list(self.image_shape),
