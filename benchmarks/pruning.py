@@ -19,11 +19,10 @@ import time
 
 from common import RESULTS, fmt, parse, parser, short, write
 from condense import RUNS, condense_cli
-from edgecond.budget import solve_hmn
 from edgecond.data import load_dataset
 from edgecond.evaluation import eval_config, evaluate_images
 from edgecond.io import load_container
-from edgecond.matching import match_config, start_matcher
+from edgecond.matching import hmn_shape, match_config, start_matcher
 from edgecond.pruning import prune_config, prune_container
 
 IPCS = {"digits": [5], "cifar10_mini": [1, 10]}
@@ -58,7 +57,7 @@ def main() -> None:
             if not todo:
                 continue
             mcfg = match_config("quick", "hmn", data.image_shape)  # as condense.py's plain in-budget HMN
-            target = solve_hmn(data.image_shape, data.num_classes, ipc, max_instances=mcfg.max_instances).instances
+            target = hmn_shape(data.image_shape, data.num_classes, ipc, mcfg).instances
             over, cond_s = over_budget_hmn(data, ipc, mcfg)
             for method in todo:
                 if method.startswith("in-budget"):

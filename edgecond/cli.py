@@ -114,13 +114,17 @@ def main():
 @click.option("--max-instances", type=int, default=None,
               help="hmn: at most this many images per class, widening instance memories instead (default: the "
                    "matching batch, 128, with the quick preset; 0 = no cap, Table 7's shapes).")
+@click.option("--decoder-widths", default=None, metavar="WxW|tiers",
+              help="hmn: decoder widths before the image layer, e.g. 64x32. Default: the budget solver's, widened by "
+                   "the quick preset where the instance cap leaves budget over (cifar10_mini 10 IPC: 64x32); "
+                   "'tiers' keeps the solver's widths.")
 @click.option("--haba-contrast", type=float, default=None,
               help="haba: weight of HaBa's adversarial contrastive term (paper 0.1; default off, see README).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @with_data_options
 def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune, multisize, subset_shared, update_mode,
              outer, inner, checkpoint_every, resume, instance_channels, distance, warm_start, max_instances,
-             haba_contrast, device, data_root, download, threads):
+             decoder_widths, haba_contrast, device, data_root, download, threads):
     """Condense DATASET into a container of KIND within an IPC budget.
 
     \b
@@ -151,7 +155,7 @@ def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune,
         "subset_shared": subset_shared,
         "outer": outer, "inner": inner, "checkpoint_every": checkpoint_every, "haba_contrast": haba_contrast,
         "warm_start": warm_start, "max_instances": max_instances,
-        **({"instance_channels": instance_channels} if kind == "hmn" else {})}
+        **({"instance_channels": instance_channels, **_decoder_opts(decoder_widths)} if kind == "hmn" else {})}
     try:
         res = run(data, kind, ipc, seed=seed, device=device, out=out, **opts)
     except (BudgetError, ConvergenceError, ValueError) as e:
@@ -165,6 +169,21 @@ def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune,
     log(f"wrote {Path(out) / 'container.safetensors'}: {r['instances_per_class']} images per class, "
          f"{r['stored_floats']:,} of {r['budget_floats']:,} budget floats, {r['condense_seconds']:.1f} s")
     log(f"samples: {Path(out) / 'samples.png'}")
+
+
+def _decoder_opts(spec: str | None) -> dict:
+    """--decoder-widths -> MatchConfig overrides (none: the preset's rule)."""
+    if spec is None:
+        return {}
+    if spec == "tiers":
+        return {"widen_decoder": False}
+    try:
+        widths = tuple(int(w) for w in spec.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"expected widths like 64x32 or 'tiers', got {spec!r}", param_hint="--decoder-widths")
+    if min(widths) < 1:
+        raise click.BadParameter(f"widths must be positive, got {spec!r}", param_hint="--decoder-widths")
+    return {"decoder_widths": widths, "widen_decoder": False}
 
 
 @main.command()

@@ -75,8 +75,11 @@ class MatchConfig:
     haba_contrast: float = 0.0      # HaBa Sec. 3.2: weight of L_cos (paper 0.1); 0 = off
     warm_start: int = 0             # steps fitting the container to real images first (warmstart.py)
     max_instances: int | None = None  # hmn: widen instance memories rather than exceed this per class
+    widen_decoder: bool = False     # hmn: with max_instances, spend the capped surplus on the decoder first
+    decoder_widths: tuple[int, ...] | None = None  # hmn: explicit decoder widths (None: the solver's)
 
 
+MDC_INTERVAL_SHARE = 0.05  # MDC: Delta t = 100 of 2000 outer iterations
 QUICK_WARM_START = 1000  # HMN's quick-preset warm start (warmstart.py); the paper preset starts from noise
 
 
@@ -89,18 +92,24 @@ def match_config(preset: str, kind: str, image_shape, **overrides) -> MatchConfi
     every container: with so few steps IDC's SGD (lr 5e-3) barely moves the pixels.
     paper: HMN App. C.2 -- 1000 outer x 200 inner, Adam lr 0.01 betas (0.9, 0.99), x0.1 at
     600 and 800; pixel/idc: IDC -- 2000 x 100, SGD momentum 0.5, lr 5e-3. MDC's Delta t is 100
-    of IDC's 2000 outer iterations; the same share of each schedule elsewhere.
+    of IDC's 2000 outer iterations (MDC_INTERVAL_SHARE); every preset keeps that share (quick:
+    1 of 20 on cifar-sized images, 2 of 30 on digits), so the MLS is re-chosen as often
+    relative to the schedule as in MDC. (Until 2026-11-23 quick used 4 of 20 and 5 of 30: the
+    MLS was chosen three times in a cifar run and stayed at n = 1.)
     quick also warm-starts an HMN from real images (warmstart.py): 200 steps per class from
     random memories are too few for it; and it caps an HMN's instances per class at the
     matching batch (`max_instances`), widening each instance memory instead, so that every
     instance is matched at every step and reconstructed sharply by the warm start (Table 7's
     CIFAR-10 10-IPC HMN has 278 instances of 6 channels; quick makes 128 of 13). Both measured
     in the README's containers table (`hmn-cold` rows: the paper's initialisation and shapes).
+    Where the cap binds, quick first spends the surplus on a wider decoder (`widen_decoder`,
+    budget.py): cifar10_mini 10 IPC gets 115 instances of 9 channels and a (64, 32) decoder.
     """
     if preset == "quick":
         small = image_shape[-1] <= 16
-        cfg = MatchConfig(outer=30 if small else 20, inner=20 if small else 10, net_steps=5, net_width=64,
-                          mls_interval=5 if small else 4)
+        outer = 30 if small else 20
+        cfg = MatchConfig(outer=outer, inner=20 if small else 10, net_steps=5, net_width=64,
+                          mls_interval=max(1, round(MDC_INTERVAL_SHARE * outer)))
     elif preset == "paper":
         if kind == "hmn":
             cfg = MatchConfig(outer=1000, inner=200, net_steps=30, checkpoint_every=10, mls_interval=50)
@@ -110,7 +119,7 @@ def match_config(preset: str, kind: str, image_shape, **overrides) -> MatchConfi
     else:
         raise ValueError(f"unknown preset {preset!r}; choose quick or paper")
     if preset == "quick" and kind == "hmn":
-        cfg = replace(cfg, warm_start=QUICK_WARM_START, max_instances=cfg.syn_batch)
+        cfg = replace(cfg, warm_start=QUICK_WARM_START, max_instances=cfg.syn_batch, widen_decoder=True)
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     return replace(cfg, max_instances=cfg.max_instances or None)  # 0 means no cap
 
@@ -126,13 +135,23 @@ def _real_init(data: Dataset, n: int, gen: torch.Generator) -> torch.Tensor:
     return torch.stack(out)
 
 
+def hmn_shape(image_shape, num_classes: int, ipc: float, cfg: MatchConfig | None = None, *,
+              instance_channels: int | None = None, over_budget: float = 0.0):
+    """The HMN shape `cfg`'s schedule condenses for `ipc` (its instance cap and decoder rule)."""
+    cfg = cfg or MatchConfig(outer=1, inner=1, net_steps=1)
+    return solve_hmn(image_shape, num_classes, ipc, over_budget=over_budget, instance_channels=instance_channels,
+                     max_instances=cfg.max_instances, hidden=cfg.decoder_widths, widen_decoder=cfg.widen_decoder)
+
+
 def init_container(kind: str, data: Dataset, ipc: float, seed: int, over_budget: float = 0.0,
-                   instance_channels: int | None = None, max_instances: int | None = None) -> Container:
-    """A container of `kind` at its initial point: real images for pixel/idc, N(0, 0.5^2) memories for hmn."""
+                   instance_channels: int | None = None, cfg: MatchConfig | None = None) -> Container:
+    """A container of `kind` at its initial point: real images for pixel/idc, N(0, 0.5^2) memories for hmn.
+
+    For hmn, `cfg` supplies the shape rules (instance cap, decoder widths; see hmn_shape)."""
     gen = torch.Generator().manual_seed(seed)
     if kind == "hmn":
-        shape = solve_hmn(data.image_shape, data.num_classes, ipc, over_budget=over_budget,
-                          instance_channels=instance_channels, max_instances=max_instances)
+        shape = hmn_shape(data.image_shape, data.num_classes, ipc, cfg, over_budget=over_budget,
+                          instance_channels=instance_channels)
         cont = HMN(**shape.hmn_kwargs())
         cont.init_memories(gen)
         return cont
@@ -468,7 +487,7 @@ def start_matcher(kind: str, data: Dataset, ipc: float, cfg: MatchConfig, *, see
     """A Matcher at the start of its schedule: the container initialised (and warm-started), or
     restored from `out`'s checkpoint when `resume`. Returns (matcher, resumed, warm-start report)."""
     container = init_container(kind, data, ipc, seed, over_budget=over_budget, instance_channels=instance_channels,
-                               max_instances=cfg.max_instances)
+                               cfg=cfg)
     m = Matcher(container, data, cfg, seed=seed, device=device, out=out)
     resumed = bool(resume and m.load_checkpoint())
     warm = {"steps": cfg.warm_start, "skipped": "resumed from a checkpoint"} if resumed else \
@@ -512,8 +531,7 @@ def condense_matching(data: Dataset, kind: str, ipc: float, *, seed: int = 0, de
         pcfg = replace(pcfg, protect=max(m.mls.frozen + [m.mls.mls]))  # pruning never breaks a trained subset
     order = [list(range(container.instances_per_class)) for _ in range(data.num_classes)]
     if prune != "none" and dist.is_main():  # pruning reads the whole train split: rank 0 alone
-        target = solve_hmn(data.image_shape, data.num_classes, ipc, instance_channels=instance_channels,
-                           max_instances=cfg.max_instances).instances
+        target = hmn_shape(data.image_shape, data.num_classes, ipc, cfg, instance_channels=instance_channels).instances
         t0 = time.time()
         pcfg = replace(pcfg, protect=min(pcfg.protect, target - 1))
         report["pruning"] = prune_container(container, target, data, pcfg, seed=seed, device=device)

@@ -34,6 +34,9 @@ def test_clear_errors(tmp_path):
     junk.write_text("hello")
     res = r.invoke(main, ["info", str(junk)])
     assert res.exit_code != 0 and "not a safetensors" in res.output
+    res = r.invoke(main, ["condense", "--dataset", "digits", "--ipc", "5", "--container", "hmn",
+                          "--decoder-widths", "wide", "--out", str(tmp_path / "d")])
+    assert res.exit_code != 0 and "64x32" in res.output and not (tmp_path / "d").exists()
 
 
 def test_help_teaches():

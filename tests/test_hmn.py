@@ -5,9 +5,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from edgecond.budget import TABLE7, BudgetError, solve_hmn
+from edgecond.budget import DECODER_LADDER, TABLE7, BudgetError, solve_hmn
 from edgecond.containers.hmn import HMN
-from edgecond.matching import ConvergenceError, Matcher, init_container, match_config
+from edgecond.matching import ConvergenceError, Matcher, hmn_shape, init_container, match_config
 
 TINY = dict(outer=2, inner=2, net_steps=1, real_batch=16, syn_batch=16, net_width=16, checkpoint_every=1)
 
@@ -80,6 +80,36 @@ def test_wider_decoder_is_paid_for_with_instances():
     assert HMN(**wide.hmn_kwargs()).stored_floats() == wide.total_floats
     with pytest.raises(BudgetError, match="positive"):
         solve_hmn((3, 32, 32), 10, 10, hidden=(0,))
+
+
+@pytest.mark.parametrize("image_shape,classes,ipc", [((3, 32, 32), 10, 10), ((3, 32, 32), 10, 1),
+                                                    ((1, 8, 8), 10, 5), ((1, 8, 8), 10, 20), ((3, 32, 32), 100, 10)])
+def test_capped_surplus_widens_the_decoder_within_budget(image_shape, classes, ipc):
+    budget = ipc * image_shape[0] * image_shape[1] * image_shape[2] * classes
+    capped = solve_hmn(image_shape, classes, ipc, max_instances=128)
+    wide = solve_hmn(image_shape, classes, ipc, max_instances=128, widen_decoder=True)
+    assert wide.total_floats <= budget and wide.instances <= 128
+    if solve_hmn(image_shape, classes, ipc).instances <= 128:
+        assert wide == capped  # the cap does not bind: nothing to spend
+    else:
+        assert wide.hidden[0] > capped.hidden[0] and wide.shared_floats > capped.shared_floats
+        assert HMN(**wide.hmn_kwargs()).stored_floats() == wide.total_floats
+        # the widest rung that still holds the cap at the solver's channels: the next one does not
+        rungs = [r[:len(wide.hidden)] for r in DECODER_LADDER]
+        channels = solve_hmn(image_shape, classes, ipc).instance_channels
+        for rung in rungs[rungs.index(wide.hidden) + 1:]:
+            wider = replace(wide, hidden=rung, instance_channels=channels)
+            assert budget - wider.shared_floats < 128 * classes * wider.floats_per_instance
+    explicit = solve_hmn(image_shape, classes, ipc, max_instances=128, widen_decoder=True, hidden=(16, 8))
+    assert explicit.hidden == (16, 8)[:len(capped.hidden)]  # explicit widths win over the rule
+
+
+def test_quick_preset_widens_cifar_10ipc_decoder_only():
+    quick = match_config("quick", "hmn", (3, 32, 32))
+    assert hmn_shape((3, 32, 32), 10, 10, quick).hidden == (64, 32)
+    assert hmn_shape((3, 32, 32), 10, 1, quick).hidden == (10, 6)  # Table 7's, uncapped
+    assert hmn_shape((3, 32, 32), 10, 10, replace(quick, widen_decoder=False)).hidden == (10, 6)
+    assert hmn_shape((3, 32, 32), 10, 10, match_config("paper", "hmn", (3, 32, 32))).instances == 278
 
 
 def test_over_budget_adds_instances_only():

@@ -123,15 +123,14 @@ class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
         first experience it adopts (and freezes) the first part's dataset memory and decoder, so
         only its class and instance memories are warm-started and matched. Parts are cached on disk.
         """
-        from ..budget import solve_hmn
         from ..containers.hmn import HMN
         from ..export import export_onnx
         from ..io import container_meta, load_container, save_container
-        from ..matching import Matcher
+        from ..matching import Matcher, hmn_shape
         from ..warmstart import warm_start
 
         cfg = self.match_config()
-        shape = solve_hmn(self.data.image_shape, self.total_classes, self.ipc, max_instances=cfg.max_instances)
+        shape = hmn_shape(self.data.image_shape, self.total_classes, self.ipc, cfg)
         # keyed by every class seen before (the shared tiers come from the first of them)
         before = self._seen() or classes
         tag = (f"hmn-shared{self.total_classes}-ipc{self.ipc:g}-s{self.seed}-after{'_'.join(map(str, before))}"
