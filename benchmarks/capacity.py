@@ -5,7 +5,8 @@
 
 No gradient matching here. Each `WIDTHS:STEPS` config is an HMN of the quick preset's shape
 (instances capped at the 128-image matching batch) whose decoder has hidden widths WIDTHS
-(`default`: the budget solver's, e.g. 10x6 for CIFAR-sized images; digits' decoder has one),
+(`default`: the budget solver's tiers, e.g. 10x6 for CIFAR-sized images -- what the quick
+preset used before it spent the capped surplus on the decoder (budget.py); digits' has one),
 fitted by the warm start alone (edgecond/warmstart.py, STEPS Adam steps) to the real images
 it is assigned, then evaluated like any container. `real` evaluates those target images
 themselves: what a perfect decoder would reproduce at the same number of images. Every HMN
