@@ -10,6 +10,10 @@ For each container kind and budget:
   MDC, shared tiers  (hmn only) the same, but the subset loss also trains the shared tiers
               (`--subset-shared`: decoder, dataset and class memories);
   Baseline A  (pixel only) a separate plain condensation at each size k.
+  ..., herding order  the same container, its instances re-ordered after condensation
+              (edgecond.multisize.herding_prefix_order: MDC's trained prefix first, the rest
+              by herding toward the real class mean); only the order changes, so the full-size
+              entry is the un-ordered row's (the same images).
 Each prefix S_[k] (the first k instances of every class) is trained on alone with the quick
 evaluation protocol over --seeds seeds, at sizes 1, N/4, N/2 and N (N instances per class;
 MDC's Baseline A needs at least these). On cifar10_mini the hmn budget is 1 IPC (85
@@ -29,11 +33,13 @@ from condense import condense_cli
 from edgecond.data import load_dataset
 from edgecond.evaluation import eval_config, evaluate_images, evaluate_subsets
 from edgecond.io import load_container
+from edgecond.multisize import herding_prefix_order
 from edgecond.plots import line_plot
 
 IPCS = {"digits": {"pixel": 5, "hmn": 5}, "cifar10_mini": {"pixel": 10, "hmn": 1}}
 SHARED = "MDC, shared tiers"  # hmn only: the subset loss also trains decoder, dataset and class memories
-METHODS = ["Baseline A", "Baseline C", SHARED, "MDC (ours)"]
+ORDERED = ", herding order"
+METHODS = ["Baseline A", "Baseline C", SHARED, "MDC (ours)", "Baseline C" + ORDERED, "MDC (ours)" + ORDERED]
 
 
 def quarters(n: int) -> list[int]:
@@ -44,6 +50,20 @@ def cached_rows() -> dict:
     path = RESULTS / "multisize.json"
     rows = json.loads(path.read_text())["rows"] if path.is_file() else []
     return {(r["dataset"], r["kind"], r["method"]): r for r in rows}
+
+
+def measure_ordered(name, data, kind, method, ipc, cfg, seeds, threads, rows) -> dict:
+    """Prefix accuracies of `method`'s container after herding_prefix_order (sizes below full)."""
+    base = method[:-len(ORDERED)]
+    rep = condense_cli(name, kind, ipc, 0, threads, multisize=base != "Baseline C")
+    cont, _ = load_container(rep["dir"])
+    ms = rep.get("multisize")
+    protect = max(ms["frozen"] + [ms["final_mls"]]) if ms else 0
+    cont.select_instances(herding_prefix_order(cont, data, protect=protect, seed=0))
+    n = cont.instances_per_class
+    sub = evaluate_subsets(cont, data, cfg, [k for k in quarters(n) if k < n], seeds=seeds, progress=False)
+    sub[str(n)] = rows[(short(name), kind, base)]["subsets"][str(n)]  # the same images, re-ordered
+    return sub
 
 
 def measure(name, data, kind, method, ipc, cfg, seeds, threads) -> dict:
@@ -63,6 +83,8 @@ def measure(name, data, kind, method, ipc, cfg, seeds, threads) -> dict:
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--kinds", default="pixel,hmn")
+    ap.add_argument("--methods", default=";".join(METHODS),
+                    help="';'-separated subset of the methods, e.g. 'Baseline C, herding order;MDC (ours)'")
     args = parse(ap)
     cfg = eval_config("quick")
     rows = cached_rows()
@@ -70,12 +92,17 @@ def main() -> None:
         data = load_dataset(name)
         for kind in args.kinds.split(","):
             ipc = IPCS[short(name)][kind]
-            for method in METHODS:
+            for method in [m for m in METHODS if m in args.methods.split(";")]:
                 key = (short(name), kind, method)
                 if ((method == "Baseline A" and kind != "pixel") or (method == SHARED and kind != "hmn")
                         or rows.get(key, {}).get("seeds") == args.seeds):
                     continue
-                sub = measure(name, data, kind, method, ipc, cfg, args.seeds, args.threads)
+                if method.endswith(ORDERED):
+                    if (key[0], kind, method[:-len(ORDERED)]) not in rows:
+                        continue  # needs the un-ordered row first
+                    sub = measure_ordered(name, data, kind, method, ipc, cfg, args.seeds, args.threads, rows)
+                else:
+                    sub = measure(name, data, kind, method, ipc, cfg, args.seeds, args.threads)
                 full = sub[max(sub, key=int)]
                 rows[key] = {"dataset": key[0], "kind": kind, "method": method, "ipc": ipc, "seeds": args.seeds,
                              "subsets": sub, "average": float(np.mean([v["mean"] for v in sub.values()])),

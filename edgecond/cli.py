@@ -97,6 +97,10 @@ def main():
 @click.option("--subset-shared", is_flag=True, default=None,
               help="with --multisize on hmn: let the subset loss train the shared tiers (decoder, dataset and "
                    "class memories) too; by default it trains only the subset's instance memories.")
+@click.option("--prefix-order", type=click.Choice(["herding", "none"]), default="none", show_default=True,
+              help="After condensation, order each class's instances for prefixes S_[k]: herding keeps the "
+                   "multisize-trained prefix first and adds the rest so each prefix's mean feature approaches "
+                   "the real class mean; none keeps the condensation's order.")
 @click.option("--update-mode", type=click.Choice(["sequential", "summed"]), default=None,
               help="sequential: one optimiser step per class (the papers'; default); summed: one step per inner "
                    "iteration on the summed class losses -- the same on 1 process and under torchrun.")
@@ -122,8 +126,8 @@ def main():
               help="haba: weight of HaBa's adversarial contrastive term (paper 0.1; default off, see README).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @with_data_options
-def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune, multisize, subset_shared, update_mode,
-             outer, inner, checkpoint_every, resume, instance_channels, distance, warm_start, max_instances,
+def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune, multisize, subset_shared, prefix_order,
+             update_mode, outer, inner, checkpoint_every, resume, instance_channels, distance, warm_start, max_instances,
              decoder_widths, haba_contrast, device, data_root, download, threads):
     """Condense DATASET into a container of KIND within an IPC budget.
 
@@ -152,7 +156,7 @@ def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune,
     opts = {} if kind in ("random", "herding") else {
         "preset": preset, "resume": resume, "distance": distance, "over_budget": over_budget, "prune": prune,
         "multisize": (kind == "hmn") if multisize is None else multisize, "update_mode": update_mode,
-        "subset_shared": subset_shared,
+        "subset_shared": subset_shared, "prefix_order": prefix_order,
         "outer": outer, "inner": inner, "checkpoint_every": checkpoint_every, "haba_contrast": haba_contrast,
         "warm_start": warm_start, "max_instances": max_instances,
         **({"instance_channels": instance_channels, **_decoder_opts(decoder_widths)} if kind == "hmn" else {})}

@@ -45,13 +45,18 @@ def random_coreset(data: Dataset, ipc: int, seed: int = 0):
     return _container(data, picks, "random")
 
 
-def herding_order(features: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of k rows of `features` chosen by herding, in selection order."""
-    mu = features.mean(0)
-    chosen: list[int] = []
-    running = torch.zeros_like(mu)
+def herding_order(features: torch.Tensor, k: int, target: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
+    """Indices of k rows of `features` chosen by herding, in selection order.
+
+    Herding approaches `target` (default: the rows' own mean). The first `start` rows are
+    taken first, as they are, and herding continues from their mean.
+    """
+    mu = features.mean(0) if target is None else target
+    chosen: list[int] = list(range(start))
+    running = features[:start].mean(0) if start else torch.zeros_like(mu)
     available = torch.ones(len(features), dtype=torch.bool)
-    for t in range(1, k + 1):
+    available[:start] = False
+    for t in range(start + 1, k + 1):
         # candidate mean after adding each row: (running*(t-1) + f) / t
         dist = ((running * (t - 1) + features) / t - mu).norm(dim=1)
         dist[~available] = float("inf")

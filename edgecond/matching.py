@@ -498,12 +498,13 @@ def start_matcher(kind: str, data: Dataset, ipc: float, cfg: MatchConfig, *, see
 def condense_matching(data: Dataset, kind: str, ipc: float, *, seed: int = 0, device: str = "cpu",
                       out: str | Path | None = None, progress: bool = True, preset: str = "quick",
                       resume: bool = False, over_budget: float = 0.1, prune: str = "none",
-                      instance_channels: int | None = None, **overrides):
+                      instance_channels: int | None = None, prefix_order: str = "none", **overrides):
     """Initialise a `kind` container for `ipc`, condense it, and prune it back if asked.
 
     With prune != 'none' (HMN only) the container is condensed with `over_budget` more
     budget for instance memories and pruned back to the in-budget count (HMN Algorithm 1).
-    Returns (container, per-class instance order, report section).
+    prefix_order='herding' then re-orders each class's instances behind the trained prefix
+    (multisize.herding_prefix_order). Returns (container, per-class instance order, report section).
     """
     from .pruning import prune_config, prune_container
 
@@ -537,4 +538,15 @@ def condense_matching(data: Dataset, kind: str, ipc: float, *, seed: int = 0, de
         report["pruning"] = prune_container(container, target, data, pcfg, seed=seed, device=device)
         report["pruning"]["seconds"] = round(time.time() - t0, 2)
         order = report["pruning"].pop("kept")
+    if prefix_order == "herding" and dist.is_main():
+        from .multisize import herding_prefix_order
+
+        protect = pcfg.protect if m.mls is not None else 0
+        t0 = time.time()
+        perm = herding_prefix_order(container, data, protect=protect, seed=seed, device=device, progress=progress)
+        container.select_instances(perm)
+        order = [[order[c][j] for j in perm[c].tolist()] for c in range(data.num_classes)]
+        report["prefix_order"] = {"method": "herding", "protect": protect, "seconds": round(time.time() - t0, 2)}
+    elif prefix_order != "none":
+        raise ValueError(f"unknown prefix order {prefix_order!r}; choose herding or none")
     return container, order, report

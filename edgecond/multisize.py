@@ -29,6 +29,13 @@ memories) stay fixed; the shared tiers (dataset memory, f_c, decoder) serve ever
 keep learning, so a frozen image may still drift a little. For pixel containers the frozen
 images are fixed exactly; for IDC the stored images that hold the frozen crops are fixed.
 
+Prefix order after condensation (`herding_prefix_order`, `--prefix-order herding`). The MLS
+rule trains the smallest prefixes; the order of the other instances is whatever the
+container had. Herding (as for real-image coresets, coreset.py) can order them instead: per
+class the trained prefix stays first and the rest follow greedily so that each prefix's mean
+feature (a ConvNet trained briefly on the real train split) approaches the real class mean.
+It changes no parameter, only which instances a device asking for k per class gets.
+
 When a class has more instances than a synthetic batch holds, every batch carries the first
 half-batch of instances in order (the MLS candidates, so their prefixes are always measured
 and matched) plus a random sample of the rest.
@@ -112,3 +119,33 @@ class MLSState:
         return cls(candidates=int(st["candidates"]), mls=int(st["mls"]), frozen=st["frozen"].tolist(),
                    prev=st["prev"] if len(st["prev"]) else None, acc=st["acc"] if len(st["acc"]) else None,
                    count=int(st["count"]), history=st["history"].tolist())
+
+
+def herding_prefix_order(container, data, protect: int = 0, feature_steps: int = 300, seed: int = 0,
+                         device: str = "cpu", progress: bool = False) -> torch.Tensor:
+    """(num_classes, N) per-class instance order: the first `protect` in place, the rest by herding.
+
+    Herding runs in the L2-normalised features of a ConvNet trained `feature_steps` steps on
+    the real train split (as coreset.herding_coreset) and approaches the real class mean.
+    Apply with container.select_instances(order).
+    """
+    from torch.nn.functional import normalize
+
+    from .coreset import herding_order
+    from .evaluation import EvalConfig, train_classifier
+
+    n = container.instances_per_class
+    protect = min(max(protect, 0), n)
+    net = train_classifier(data.x_train, data.y_train, data.image_shape, data.num_classes,
+                           EvalConfig(steps=feature_steps), seed=seed, flip=data.flip, device=device,
+                           progress=progress, desc="prefix-order features")
+    rows = []
+    with torch.no_grad():
+        for c in range(data.num_classes):
+            real = torch.cat([net.embed(b.to(device)).cpu() for b in data.class_images(c).split(512)])
+            syn = container.generate(torch.full((n,), c, dtype=torch.long, device=device),
+                                     torch.arange(n, device=device))
+            f_syn = torch.cat([net.embed(b).cpu() for b in syn.split(512)])
+            target = normalize(real, dim=1).mean(0)
+            rows.append(herding_order(normalize(f_syn, dim=1), n, target=target, start=protect))
+    return torch.stack(rows)

@@ -4,6 +4,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgecond.cli import main
+from edgecond.io import load_container
 
 
 def test_condense_info_evaluate(tmp_path):
@@ -50,7 +51,7 @@ def test_condense_hmn_end_to_end_with_pruning_and_multisize(tmp_path, prune):
     r = CliRunner()
     out = tmp_path / "hmn"
     res = r.invoke(main, ["condense", "--dataset", "digits", "--ipc", "5", "--container", "hmn", "--out", str(out),
-                          "--outer", "2", "--inner", "2", "--prune", prune])
+                          "--outer", "2", "--inner", "2", "--prune", prune, "--prefix-order", "herding"])
     assert res.exit_code == 0, res.output
     figures = ("aum.png", "pruned.png") if prune == "double-end" else ()
     for f in ("container.safetensors", "report.json", "samples.png", "loss.png", *figures):
@@ -59,6 +60,11 @@ def test_condense_hmn_end_to_end_with_pruning_and_multisize(tmp_path, prune):
     assert report["stored_floats"] <= report["budget_floats"]
     assert report["pruning"]["instances_after"] == report["instances_per_class"] < report["pruning"]["instances_before"]
     assert "multisize" in report and report["pruning"]["protect"] >= 1
+    assert report["prefix_order"]["protect"] == report["pruning"]["protect"]
+    order = load_container(out)[1]["instance_order"]
+    assert len(order) == 10 and all(len(set(o)) == len(o) == report["instances_per_class"] for o in order)
+    p = report["pruning"]["protect"]
+    assert all(o[:p] == list(range(p)) for o in order)  # the multisize-trained prefix survives both steps
     info = json.loads(r.invoke(main, ["info", str(out), "--json"]).stdout)
     assert set(info["parts"]) == {"dataset_memory", "class_memory", "instance_memory", "feature_extractors", "decoder"}
     res = r.invoke(main, ["evaluate", str(out), "--seeds", "1", "--steps", "20", "--subsets", "1,2", "--json"])

@@ -1,7 +1,8 @@
 import torch
 
 from edgecond.matching import Matcher, init_container, match_config
-from edgecond.multisize import MLSState, frozen_size, prefix_distances, select_mls
+from edgecond.coreset import herding_order
+from edgecond.multisize import MLSState, frozen_size, herding_prefix_order, prefix_distances, select_mls
 
 TINY = dict(outer=4, inner=2, net_steps=1, real_batch=16, syn_batch=16, net_width=16, checkpoint_every=1,
             multisize=True, mls_interval=1)
@@ -97,3 +98,28 @@ def test_hmn_subset_loss_trains_the_subsets_own_memories_only(digits):
         assert cont.instance_memory.grad[3, 2:].abs().sum() == 0 and cont.instance_memory.grad[:3].abs().sum() == 0
         shared = [cont.decoder[0].weight, cont.class_memory, cont.dataset_memory]
         assert all((p.grad is None) == own for p in shared)  # shared tiers: untouched by default
+
+
+def test_herding_order_continues_a_fixed_start_towards_a_target():
+    g = torch.Generator().manual_seed(0)
+    f, target = torch.randn(20, 6, generator=g), torch.randn(6, generator=g)
+    order = herding_order(f, 20, target=target, start=3)
+    assert order[:3].tolist() == [0, 1, 2] and sorted(order.tolist()) == list(range(20))
+    # the 4th pick is the row that brings the 4-image mean closest to the target
+    cand = ((f[:3].sum(0) + f[3:]) / 4 - target).norm(dim=1)
+    assert int(order[3]) == 3 + int(cand.argmin())
+    # greedy prefix means track the target better than the given order does, on average over sizes
+    dist = lambda idx: torch.stack([(f[idx[:k]].mean(0) - target).norm() for k in range(1, 21)]).mean()
+    assert dist(order) < dist(torch.arange(20))
+
+
+def test_herding_prefix_order_keeps_the_trained_prefix(digits):
+    cont = init_container("hmn", digits, 5, seed=0)
+    order = herding_prefix_order(cont, digits, protect=2, feature_steps=10)
+    n = cont.instances_per_class
+    assert order.shape == (digits.num_classes, n)
+    assert (order[:, :2] == torch.tensor([0, 1])).all()
+    assert all(sorted(row.tolist()) == list(range(n)) for row in order)
+    before = cont.generate(torch.zeros(n, dtype=torch.long), order[0]).detach()
+    cont.select_instances(order)
+    assert torch.equal(cont.generate(torch.zeros(n, dtype=torch.long), torch.arange(n)).detach(), before)
