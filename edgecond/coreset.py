@@ -67,16 +67,25 @@ def herding_order(features: torch.Tensor, k: int, target: torch.Tensor | None = 
     return torch.tensor(chosen, dtype=torch.long)
 
 
+def feature_net(data: Dataset, steps: int = 300, seed: int = 0, device: str = "cpu", progress: bool = True,
+                desc: str = "herding features"):
+    """A ConvNet trained `steps` steps on the train split: the feature space herding works in."""
+    return train_classifier(data.x_train, data.y_train, data.image_shape, data.num_classes,
+                            EvalConfig(steps=steps), seed=seed, flip=data.flip, device=device,
+                            progress=progress, desc=desc)
+
+
+@torch.no_grad()
+def embed_normalised(net, x: torch.Tensor, device: str = "cpu") -> torch.Tensor:
+    """L2-normalised features of images `x` (in batches of 512), on the CPU."""
+    f = torch.cat([net.embed(b.to(device)).cpu() for b in x.split(512)])
+    return torch.nn.functional.normalize(f, dim=1)
+
+
 def herding_coreset(data: Dataset, ipc: int, seed: int = 0, feature_steps: int = 300, device: str = "cpu",
                     progress: bool = True):
     """Herding in the (L2-normalised) features of a ConvNet trained `feature_steps` on train."""
     _check_ipc(data, ipc)
-    net = train_classifier(data.x_train, data.y_train, data.image_shape, data.num_classes,
-                           EvalConfig(steps=feature_steps), seed=seed, flip=data.flip, device=device,
-                           progress=progress, desc="herding features")
-    picks = []
-    with torch.no_grad():
-        for c in range(data.num_classes):
-            f = torch.cat([net.embed(b.to(device)).cpu() for b in data.class_images(c).split(512)])
-            picks.append(herding_order(torch.nn.functional.normalize(f, dim=1), ipc))
+    net = feature_net(data, feature_steps, seed, device, progress)
+    picks = [herding_order(embed_normalised(net, data.class_images(c), device), ipc) for c in range(data.num_classes)]
     return _container(data, picks, "herding")

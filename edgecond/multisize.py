@@ -129,23 +129,16 @@ def herding_prefix_order(container, data, protect: int = 0, feature_steps: int =
     the real train split (as coreset.herding_coreset) and approaches the real class mean.
     Apply with container.select_instances(order).
     """
-    from torch.nn.functional import normalize
-
-    from .coreset import herding_order
-    from .evaluation import EvalConfig, train_classifier
+    from .coreset import embed_normalised, feature_net, herding_order
 
     n = container.instances_per_class
     protect = min(max(protect, 0), n)
-    net = train_classifier(data.x_train, data.y_train, data.image_shape, data.num_classes,
-                           EvalConfig(steps=feature_steps), seed=seed, flip=data.flip, device=device,
-                           progress=progress, desc="prefix-order features")
+    net = feature_net(data, feature_steps, seed, device, progress, desc="prefix-order features")
     rows = []
     with torch.no_grad():
         for c in range(data.num_classes):
-            real = torch.cat([net.embed(b.to(device)).cpu() for b in data.class_images(c).split(512)])
+            target = embed_normalised(net, data.class_images(c), device).mean(0)
             syn = container.generate(torch.full((n,), c, dtype=torch.long, device=device),
                                      torch.arange(n, device=device))
-            f_syn = torch.cat([net.embed(b).cpu() for b in syn.split(512)])
-            target = normalize(real, dim=1).mean(0)
-            rows.append(herding_order(normalize(f_syn, dim=1), n, target=target, start=protect))
+            rows.append(herding_order(embed_normalised(net, syn, device), n, target=target, start=protect))
     return torch.stack(rows)
