@@ -53,6 +53,8 @@ def condense_cli(dataset: str, kind: str, ipc: float, seed: int, threads: int, m
                 cmd += ["--instance-channels", v[2:]]
             elif v == "shared":  # with multisize: the subset loss also trains the HMN's shared tiers
                 cmd += ["--subset-shared"]
+            elif v.startswith("dec"):  # decoder widths: dec64x32, decsurplus
+                cmd += ["--decoder-widths", v[3:]]
             elif v == "cold":
                 cmd += ["--warm-start", "0", "--max-instances", "0"]  # the paper's initialisation and shapes
             else:

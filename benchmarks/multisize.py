@@ -13,7 +13,7 @@ For each container kind and budget:
   ..., herding order  the same container, its instances re-ordered after condensation
               (edgecond.multisize.herding_prefix_order: MDC's trained prefix first, the rest
               by herding toward the real class mean); only the order changes, so the full-size
-              entry is the un-ordered row's (the same images).
+              entry and prefixes within the trained prefix are the un-ordered row's (the same images).
 Each prefix S_[k] (the first k instances of every class) is trained on alone with the quick
 evaluation protocol over --seeds seeds, at sizes 1, N/4, N/2 and N (N instances per class;
 MDC's Baseline A needs at least these). On cifar10_mini the hmn budget is 1 IPC (85
@@ -60,10 +60,11 @@ def measure_ordered(name, data, kind, method, ipc, cfg, seeds, threads, rows) ->
     ms = rep.get("multisize")
     protect = max(ms["frozen"] + [ms["final_mls"]]) if ms else 0
     cont.select_instances(herding_prefix_order(cont, data, protect=protect, seed=0))
-    n = cont.instances_per_class
-    sub = evaluate_subsets(cont, data, cfg, [k for k in quarters(n) if k < n], seeds=seeds, progress=False)
-    sub[str(n)] = rows[(short(name), kind, base)]["subsets"][str(n)]  # the same images, re-ordered
-    return sub
+    n, same = cont.instances_per_class, rows[(short(name), kind, base)]["subsets"]
+    # prefixes up to the protected size, and the full set, hold the same images as before: reuse them
+    sub = evaluate_subsets(cont, data, cfg, [k for k in quarters(n) if protect < k < n], seeds=seeds, progress=False)
+    sub.update({str(k): same[str(k)] for k in quarters(n) if k <= protect or k == n})
+    return dict(sorted(sub.items(), key=lambda kv: int(kv[0])))
 
 
 def measure(name, data, kind, method, ipc, cfg, seeds, threads) -> dict:
@@ -88,6 +89,7 @@ def main() -> None:
     args = parse(ap)
     cfg = eval_config("quick")
     rows = cached_rows()
+    mine: dict = {}  # rows measured by this process; the file keeps rows other processes finished meanwhile
     for name in args.datasets:
         data = load_dataset(name)
         for kind in args.kinds.split(","):
@@ -108,7 +110,9 @@ def main() -> None:
                              "subsets": sub, "average": float(np.mean([v["mean"] for v in sub.values()])),
                              "first": sub["1"]["mean"], "first_std": sub["1"]["std"],
                              "full": full["mean"], "full_std": full["std"]}
+                mine[key] = rows[key]
                 print(*key, f"avg {100 * rows[key]['average']:.1f}", flush=True)
+                rows = {**cached_rows(), **mine}
                 write_outputs(rows)
 
 

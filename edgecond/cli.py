@@ -118,10 +118,10 @@ def main():
 @click.option("--max-instances", type=int, default=None,
               help="hmn: at most this many images per class, widening instance memories instead (default: the "
                    "matching batch, 128, with the quick preset; 0 = no cap, Table 7's shapes).")
-@click.option("--decoder-widths", default=None, metavar="WxW|tiers",
-              help="hmn: decoder widths before the image layer, e.g. 64x32. Default: the budget solver's, widened by "
-                   "the quick preset where the instance cap leaves budget over (cifar10_mini 10 IPC: 64x32); "
-                   "'tiers' keeps the solver's widths.")
+@click.option("--decoder-widths", default=None, metavar="WxW|surplus|tiers",
+              help="hmn: decoder widths before the image layer, e.g. 64x32 (paid for with instance memories). "
+                   "'surplus': the widest decoder that leaves room for the --max-instances cap (cifar10_mini "
+                   "10 IPC: 64x32). Default 'tiers': the budget solver's (Table 7's 10x6 on CIFAR).")
 @click.option("--haba-contrast", type=float, default=None,
               help="haba: weight of HaBa's adversarial contrastive term (paper 0.1; default off, see README).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
@@ -179,12 +179,13 @@ def _decoder_opts(spec: str | None) -> dict:
     """--decoder-widths -> MatchConfig overrides (none: the preset's rule)."""
     if spec is None:
         return {}
-    if spec == "tiers":
-        return {"widen_decoder": False}
+    if spec in ("tiers", "surplus"):
+        return {"widen_decoder": spec == "surplus"}
     try:
         widths = tuple(int(w) for w in spec.lower().split("x"))
     except ValueError:
-        raise click.BadParameter(f"expected widths like 64x32 or 'tiers', got {spec!r}", param_hint="--decoder-widths")
+        raise click.BadParameter(f"expected widths like 64x32, 'surplus' or 'tiers', got {spec!r}",
+                                 param_hint="--decoder-widths")
     if min(widths) < 1:
         raise click.BadParameter(f"widths must be positive, got {spec!r}", param_hint="--decoder-widths")
     return {"decoder_widths": widths, "widen_decoder": False}

@@ -102,8 +102,8 @@ def match_config(preset: str, kind: str, image_shape, **overrides) -> MatchConfi
     instance is matched at every step and reconstructed sharply by the warm start (Table 7's
     CIFAR-10 10-IPC HMN has 278 instances of 6 channels; quick makes 128 of 13). Both measured
     in the README's containers table (`hmn-cold` rows: the paper's initialisation and shapes).
-    Where the cap binds, quick first spends the surplus on a wider decoder (`widen_decoder`,
-    budget.py): cifar10_mini 10 IPC gets 115 instances of 9 channels and a (64, 32) decoder.
+    `widen_decoder` (`--decoder-widths surplus`) would spend that surplus on a wider decoder
+    instead; measured at cifar10_mini 10 IPC it lost 0.7 points (README), so it is off.
     """
     if preset == "quick":
         small = image_shape[-1] <= 16
@@ -119,7 +119,7 @@ def match_config(preset: str, kind: str, image_shape, **overrides) -> MatchConfi
     else:
         raise ValueError(f"unknown preset {preset!r}; choose quick or paper")
     if preset == "quick" and kind == "hmn":
-        cfg = replace(cfg, warm_start=QUICK_WARM_START, max_instances=cfg.syn_batch, widen_decoder=True)
+        cfg = replace(cfg, warm_start=QUICK_WARM_START, max_instances=cfg.syn_batch)
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     return replace(cfg, max_instances=cfg.max_instances or None)  # 0 means no cap
 

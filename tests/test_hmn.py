@@ -104,11 +104,13 @@ def test_capped_surplus_widens_the_decoder_within_budget(image_shape, classes, i
     assert explicit.hidden == (16, 8)[:len(capped.hidden)]  # explicit widths win over the rule
 
 
-def test_quick_preset_widens_cifar_10ipc_decoder_only():
+def test_decoder_rules_reach_every_hmn_shape():
     quick = match_config("quick", "hmn", (3, 32, 32))
-    assert hmn_shape((3, 32, 32), 10, 10, quick).hidden == (64, 32)
-    assert hmn_shape((3, 32, 32), 10, 1, quick).hidden == (10, 6)  # Table 7's, uncapped
-    assert hmn_shape((3, 32, 32), 10, 10, replace(quick, widen_decoder=False)).hidden == (10, 6)
+    assert hmn_shape((3, 32, 32), 10, 10, quick).hidden == (10, 6)  # quick keeps the solver's widths
+    surplus = replace(quick, widen_decoder=True)
+    assert hmn_shape((3, 32, 32), 10, 10, surplus).hidden == (64, 32)
+    assert hmn_shape((3, 32, 32), 10, 1, surplus).hidden == (10, 6)  # the cap does not bind at 1 IPC
+    assert hmn_shape((3, 32, 32), 10, 10, replace(quick, decoder_widths=(32, 16))).hidden == (32, 16)
     assert hmn_shape((3, 32, 32), 10, 10, match_config("paper", "hmn", (3, 32, 32))).instances == 278
 
 
