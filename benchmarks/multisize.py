@@ -86,6 +86,7 @@ def main() -> None:
     ap.add_argument("--kinds", default="pixel,hmn")
     ap.add_argument("--methods", default=";".join(METHODS),
                     help="';'-separated subset of the methods, e.g. 'Baseline C, herding order;MDC (ours)'")
+    ap.add_argument("--fresh", action="store_true", help="re-measure the selected rows even if cached")
     args = parse(ap)
     cfg = eval_config("quick")
     rows = cached_rows()
@@ -97,7 +98,7 @@ def main() -> None:
             for method in [m for m in METHODS if m in args.methods.split(";")]:
                 key = (short(name), kind, method)
                 if ((method == "Baseline A" and kind != "pixel") or (method == SHARED and kind != "hmn")
-                        or rows.get(key, {}).get("seeds") == args.seeds):
+                        or (not args.fresh and rows.get(key, {}).get("seeds") == args.seeds)):
                     continue
                 if method.endswith(ORDERED):
                     if (key[0], kind, method[:-len(ORDERED)]) not in rows:
