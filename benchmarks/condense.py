@@ -45,7 +45,7 @@ def condense_cli(dataset: str, kind: str, ipc: float, seed: int, threads: int, m
         cmd = [sys.executable, "-m", "edgecond.cli", "condense", "--dataset", dataset, "--container", container,
                "--ipc", f"{ipc:g}", "--seed", str(seed), "--out", str(out), "--threads", str(threads), "--resume"]
         if kind not in CORESETS:
-            cmd += ["--multisize" if multisize else "--no-multisize", "--prune", "none"]
+            cmd += ["--multisize" if multisize else "--no-multisize", "--prune", "none", "--prefix-order", "none"]
         for v in variants:
             if v == "contrast":
                 cmd += ["--haba-contrast", "0.1"]  # HaBa's lambda_cos

@@ -97,10 +97,11 @@ def main():
 @click.option("--subset-shared", is_flag=True, default=None,
               help="with --multisize on hmn: let the subset loss train the shared tiers (decoder, dataset and "
                    "class memories) too; by default it trains only the subset's instance memories.")
-@click.option("--prefix-order", type=click.Choice(["herding", "none"]), default="none", show_default=True,
+@click.option("--prefix-order", type=click.Choice(["herding", "none"]), default=None,
               help="After condensation, order each class's instances for prefixes S_[k]: herding keeps the "
                    "multisize-trained prefix first and adds the rest so each prefix's mean feature approaches "
-                   "the real class mean; none keeps the condensation's order.")
+                   "the real class mean (train split only); none keeps the condensation's order. Default: "
+                   "herding with --multisize (cifar10_mini hmn 1 IPC: +1.4 average over sizes), else none.")
 @click.option("--update-mode", type=click.Choice(["sequential", "summed"]), default=None,
               help="sequential: one optimiser step per class (the papers'; default); summed: one step per inner "
                    "iteration on the summed class losses -- the same on 1 process and under torchrun.")
@@ -153,10 +154,11 @@ def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune,
     data = _load_data(dataset, classes, seed, data_root, download)
     log(f"{data.name}: {data.num_classes} classes, {len(data.x_train)} train / {len(data.x_val)} val / "
          f"{len(data.x_test)} test images of shape {data.image_shape}")
+    multisize = (kind == "hmn") if multisize is None else multisize
     opts = {} if kind in ("random", "herding") else {
         "preset": preset, "resume": resume, "distance": distance, "over_budget": over_budget, "prune": prune,
-        "multisize": (kind == "hmn") if multisize is None else multisize, "update_mode": update_mode,
-        "subset_shared": subset_shared, "prefix_order": prefix_order,
+        "multisize": multisize, "update_mode": update_mode, "subset_shared": subset_shared,
+        "prefix_order": prefix_order or ("herding" if multisize else "none"),
         "outer": outer, "inner": inner, "checkpoint_every": checkpoint_every, "haba_contrast": haba_contrast,
         "warm_start": warm_start, "max_instances": max_instances,
         **({"instance_channels": instance_channels, **_decoder_opts(decoder_widths)} if kind == "hmn" else {})}

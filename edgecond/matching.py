@@ -509,6 +509,8 @@ def condense_matching(data: Dataset, kind: str, ipc: float, *, seed: int = 0, de
     from .pruning import prune_config, prune_container
 
     pcfg = prune_config(preset, prune)
+    if prefix_order not in ("herding", "none"):
+        raise ValueError(f"unknown prefix order {prefix_order!r}; choose herding or none")
     if prune != "none" and kind != "hmn":
         raise ValueError(f"--prune {prune} needs --container hmn (instances of {kind} are not independent memories)")
     over = over_budget if prune != "none" else 0.0
@@ -538,7 +540,7 @@ def condense_matching(data: Dataset, kind: str, ipc: float, *, seed: int = 0, de
         report["pruning"] = prune_container(container, target, data, pcfg, seed=seed, device=device)
         report["pruning"]["seconds"] = round(time.time() - t0, 2)
         order = report["pruning"].pop("kept")
-    if prefix_order == "herding" and dist.is_main():
+    if prefix_order == "herding" and dist.is_main():  # like pruning: rank 0 alone, it writes the file
         from .multisize import herding_prefix_order
 
         protect = pcfg.protect if m.mls is not None else 0
@@ -547,6 +549,4 @@ def condense_matching(data: Dataset, kind: str, ipc: float, *, seed: int = 0, de
         container.select_instances(perm)
         order = [[order[c][j] for j in perm[c].tolist()] for c in range(data.num_classes)]
         report["prefix_order"] = {"method": "herding", "protect": protect, "seconds": round(time.time() - t0, 2)}
-    elif prefix_order != "none":
-        raise ValueError(f"unknown prefix order {prefix_order!r}; choose herding or none")
     return container, order, report
