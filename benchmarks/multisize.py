@@ -33,7 +33,7 @@ from condense import condense_cli
 from edgecond.data import load_dataset
 from edgecond.evaluation import eval_config, evaluate_images, evaluate_subsets
 from edgecond.io import load_container
-from edgecond.multisize import herding_prefix_order
+from edgecond.multisize import herding_prefix_order, trained_prefix
 from edgecond.plots import line_plot
 
 IPCS = {"digits": {"pixel": 5, "hmn": 5}, "cifar10_mini": {"pixel": 10, "hmn": 1}}
@@ -58,7 +58,7 @@ def measure_ordered(name, data, kind, method, ipc, cfg, seeds, threads, rows) ->
     rep = condense_cli(name, kind, ipc, 0, threads, multisize=base != "Baseline C")
     cont, _ = load_container(rep["dir"])
     ms = rep.get("multisize")
-    protect = max(ms["frozen"] + [ms["final_mls"]]) if ms else 0
+    protect = trained_prefix(ms["frozen"], ms["final_mls"]) if ms else 0
     cont.select_instances(herding_prefix_order(cont, data, protect=protect, seed=0))
     n, same = cont.instances_per_class, rows[(short(name), kind, base)]["subsets"]
     # prefixes up to the protected size, and the full set, hold the same images as before: reuse them
@@ -88,6 +88,9 @@ def main() -> None:
                     help="';'-separated subset of the methods, e.g. 'Baseline C, herding order;MDC (ours)'")
     ap.add_argument("--fresh", action="store_true", help="re-measure the selected rows even if cached")
     args = parse(ap)
+    unknown = set(args.methods.split(";")) - set(METHODS)
+    if unknown:
+        ap.error(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
     cfg = eval_config("quick")
     rows = cached_rows()
     mine: dict = {}  # rows measured by this process; the file keeps rows other processes finished meanwhile

@@ -41,7 +41,7 @@ from .data import Dataset
 from .io import atomic_write
 from . import distributed as dist
 from .models import build_convnet
-from .multisize import MLSState, prefix_distances
+from .multisize import MLSState, prefix_distances, trained_prefix
 from .warmstart import warm_start
 
 CHECKPOINT = "checkpoint.pt"
@@ -531,7 +531,7 @@ def condense_matching(data: Dataset, kind: str, ipc: float, *, seed: int = 0, de
               "rank_matching_seconds": dist.gather_float(m.seconds)}
     if m.mls is not None:
         report["multisize"] = {"mls_history": m.mls.history, "frozen": m.mls.frozen, "final_mls": m.mls.mls}
-        pcfg = replace(pcfg, protect=max(m.mls.frozen + [m.mls.mls]))  # pruning never breaks a trained subset
+        pcfg = replace(pcfg, protect=trained_prefix(m.mls.frozen, m.mls.mls))  # pruning never breaks a trained subset
     order = [list(range(container.instances_per_class)) for _ in range(data.num_classes)]
     if prune != "none" and dist.is_main():  # pruning reads the whole train split: rank 0 alone
         target = hmn_shape(data.image_shape, data.num_classes, ipc, cfg, instance_channels=instance_channels).instances

@@ -59,6 +59,11 @@ def select_mls(d_now: torch.Tensor, d_prev: torch.Tensor) -> int:
     return int(torch.argmax((d_now - d_prev).abs())) + 1
 
 
+def trained_prefix(frozen: list[int], mls: int) -> int:
+    """The largest subset the subset loss trained: what pruning and prefix ordering keep first."""
+    return max(frozen + [mls])
+
+
 def frozen_size(frozen: list[int], mls: int) -> int:
     """The largest frozen subset smaller than the current MLS (0: nothing frozen)."""
     return max((f for f in frozen if f < mls), default=0)
