@@ -55,6 +55,10 @@ def condense_cli(dataset: str, kind: str, ipc: float, seed: int, threads: int, m
                 cmd += ["--subset-shared"]
             elif v.startswith("dec"):  # decoder widths: dec64x32, decsurplus
                 cmd += ["--decoder-widths", v[3:]]
+            elif v.startswith("dlr"):  # the decoder's matching rate as a multiple of the memories': dlr0
+                cmd += ["--decoder-lr", v[3:]]
+            elif v.startswith("ws"):  # warm-start steps other than the preset's: ws4000
+                cmd += ["--warm-start", v[2:]]
             elif v == "cold":
                 cmd += ["--warm-start", "0", "--max-instances", "0"]  # the paper's initialisation and shapes
             else:

@@ -123,13 +123,16 @@ def main():
               help="hmn: decoder widths before the image layer, e.g. 64x32 (paid for with instance memories). "
                    "'surplus': the widest decoder that leaves room for the --max-instances cap (cifar10_mini "
                    "10 IPC: 64x32). Default 'tiers': the budget solver's (Table 7's 10x6 on CIFAR).")
+@click.option("--decoder-lr", type=float, default=None,
+              help="hmn: the decoder's matching learning rate as a multiple of the memories' (default 1, the "
+                   "paper's; 0 keeps the warm-started decoder fixed and matches the memories only).")
 @click.option("--haba-contrast", type=float, default=None,
               help="haba: weight of HaBa's adversarial contrastive term (paper 0.1; default off, see README).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @with_data_options
 def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune, multisize, subset_shared, prefix_order,
              update_mode, outer, inner, checkpoint_every, resume, instance_channels, distance, warm_start, max_instances,
-             decoder_widths, haba_contrast, device, data_root, download, threads):
+             decoder_widths, decoder_lr, haba_contrast, device, data_root, download, threads):
     """Condense DATASET into a container of KIND within an IPC budget.
 
     \b
@@ -161,7 +164,8 @@ def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune,
         "prefix_order": prefix_order or ("herding" if multisize else "none"),
         "outer": outer, "inner": inner, "checkpoint_every": checkpoint_every, "haba_contrast": haba_contrast,
         "warm_start": warm_start, "max_instances": max_instances,
-        **({"instance_channels": instance_channels, **_decoder_opts(decoder_widths)} if kind == "hmn" else {})}
+        **({"instance_channels": instance_channels, "decoder_lr": decoder_lr, **_decoder_opts(decoder_widths)}
+           if kind == "hmn" else {})}
     try:
         res = run(data, kind, ipc, seed=seed, device=device, out=out, **opts)
     except (BudgetError, ConvergenceError, ValueError) as e:

@@ -77,6 +77,7 @@ class MatchConfig:
     max_instances: int | None = None  # hmn: widen instance memories rather than exceed this per class
     widen_decoder: bool = False     # hmn: with max_instances, spend the capped surplus on the decoder first
     decoder_widths: tuple[int, ...] | None = None  # hmn: explicit decoder widths (None: the solver's)
+    decoder_lr: float = 1.0         # hmn: the decoder's matching rate as a multiple of `lr` (0 freezes it)
 
 
 MDC_INTERVAL_SHARE = 0.05  # MDC: Delta t = 100 of 2000 outer iterations
@@ -224,6 +225,23 @@ def class_step_loss(container: Container, net, real: torch.Tensor, c: int, syn_i
     return loss
 
 
+def param_groups(container: Container, cfg: MatchConfig) -> list[dict]:
+    """The optimiser's parameter groups: an HMN's decoder at `decoder_lr` x `lr`, the rest at `lr`.
+
+    Why a separate rate: once a warm start has fitted a wide decoder to real images, matching
+    at the memories' rate moved it away from them (cifar10_mini 10 IPC, README #3)."""
+    if cfg.decoder_lr < 0:
+        raise ValueError(f"--decoder-lr must be >= 0, got {cfg.decoder_lr}")
+    decoder = getattr(container, "decoder", None)
+    dec = [p for p in decoder.parameters() if p.requires_grad] if decoder is not None else []
+    ids = {id(p) for p in dec}
+    rest = [p for p in container.parameters() if p.requires_grad and id(p) not in ids]
+    groups = [{"params": rest}]
+    if dec:
+        groups.append({"params": dec, "lr": cfg.lr * cfg.decoder_lr})
+    return groups
+
+
 class Matcher:
     """Runs the matching loop on one container; owns optimiser, schedule and checkpoints."""
 
@@ -231,7 +249,7 @@ class Matcher:
                  device: str = "cpu", out: str | Path | None = None):
         self.container, self.data, self.cfg, self.seed = container.to(device), data, cfg, seed
         self.device, self.out = device, Path(out) if out is not None else None
-        params = [p for p in container.parameters() if p.requires_grad]
+        params = param_groups(container, cfg)
         if cfg.optimizer == "adam":
             self.opt = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
         elif cfg.optimizer == "sgd":

@@ -259,3 +259,15 @@ def test_grown_hmn_keeps_every_parts_images_and_refuses_foreign_decoders():
     with torch.no_grad():
         (xa, _), (xb, _), (xg, _) = a.images(), b.images(), grown.images()
     assert torch.equal(xg, torch.cat([xa, xb]))
+
+
+def test_decoder_lr_zero_matches_the_memories_only(digits):
+    cfg = match_config("quick", "hmn", digits.image_shape, **TINY, decoder_lr=0.0)
+    cont = init_container("hmn", digits, 5, seed=0)
+    dec = {k: v.clone() for k, v in cont.decoder.state_dict().items()}
+    mem = cont.instance_memory.detach().clone()
+    Matcher(cont, digits, cfg).run(progress=False)
+    assert all(torch.equal(dec[k], v) for k, v in cont.decoder.state_dict().items())
+    assert not torch.equal(mem, cont.instance_memory)
+    with pytest.raises(ValueError, match="decoder-lr"):
+        Matcher(init_container("hmn", digits, 5, seed=0), digits, replace(cfg, decoder_lr=-1.0))
