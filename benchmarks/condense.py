@@ -74,7 +74,7 @@ def load_cache(path: Path) -> dict:
     return {(r["dataset"], r["ipc"], r["method"]): r for r in json.loads(path.read_text())["rows"]}
 
 
-KINDS = ["random", "herding", "pixel", "idc", "haba", "haba-contrast", "hmn-cold", "hmn"]
+KINDS = ["random", "herding", "pixel", "idc", "haba", "haba-contrast", "hmn-cold", "hmn-dectiers", "hmn"]
 
 
 def order(key):

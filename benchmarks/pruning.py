@@ -56,10 +56,11 @@ def main() -> None:
             todo = [m for m in METHODS if rows.get((short(name), ipc, m), {}).get("seeds") != list(range(args.seeds))]
             if not todo:
                 continue
-            mcfg = match_config("quick", "hmn", data.image_shape)  # as condense.py's plain in-budget HMN
+            mcfg = match_config("quick", "hmn", data.image_shape, data.num_classes, ipc)  # as condense.py's plain HMN
             target = hmn_shape(data.image_shape, data.num_classes, ipc, mcfg).instances
             over, cond_s = over_budget_hmn(data, ipc, mcfg)
-            for method in todo:
+            # the in-budget HMN is condense.py's own run (maybe still condensing in another process): last
+            for method in sorted(todo, key=lambda m: m.startswith("in-budget")):
                 if method.startswith("in-budget"):
                     rep = condense_cli(name, "hmn", ipc, seed=0, threads=args.threads)
                     c, _ = load_container(rep["dir"])

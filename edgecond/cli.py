@@ -114,18 +114,22 @@ def main():
 @click.option("--distance", type=click.Choice(["mse", "l1"]), default=None,
               help="Gradient distance (default mse; the papers use l1 for MNIST-like and 100+ class data).")
 @click.option("--warm-start", type=int, default=None,
-              help="Steps fitting the container to real images before matching (default: 1000 for hmn with the "
-                   "quick preset, else 0 -- the papers' initialisation).")
+              help="Steps fitting the container to real images before matching (default with the quick preset: "
+                   "1000 for hmn, 4000 for an hmn decoder wider than the solver's tiers; else 0 -- the papers' "
+                   "initialisation).")
 @click.option("--max-instances", type=int, default=None,
-              help="hmn: at most this many images per class, widening instance memories instead (default: the "
-                   "matching batch, 128, with the quick preset; 0 = no cap, Table 7's shapes).")
+              help="hmn: at most this many images per class; the rest of the budget widens the decoder "
+                   "(--decoder-widths surplus) or each instance memory (default: the matching batch, 128, with "
+                   "the quick preset; 0 = no cap, Table 7's shapes).")
 @click.option("--decoder-widths", default=None, metavar="WxW|surplus|tiers",
               help="hmn: decoder widths before the image layer, e.g. 64x32 (paid for with instance memories). "
-                   "'surplus': the widest decoder that leaves room for the --max-instances cap (cifar10_mini "
-                   "10 IPC: 64x32). Default 'tiers': the budget solver's (Table 7's 10x6 on CIFAR).")
+                   "'surplus' (quick's default): where --max-instances caps the instances, the widest decoder "
+                   "that leaves room for the cap (cifar10_mini 10 IPC: 64x32), else the tiers'. 'tiers': the "
+                   "budget solver's (Table 7's 10x6 on CIFAR; the paper preset's default).")
 @click.option("--decoder-lr", type=float, default=None,
-              help="hmn: the decoder's matching learning rate as a multiple of the memories' (default 1, the "
-                   "paper's; 0 keeps the warm-started decoder fixed and matches the memories only).")
+              help="hmn: the decoder's matching learning rate as a multiple of the memories' (0 keeps the "
+                   "warm-started decoder fixed and matches the memories only). Default 1 (the paper's), 0 with "
+                   "the quick preset for a decoder wider than the solver's tiers.")
 @click.option("--haba-contrast", type=float, default=None,
               help="haba: weight of HaBa's adversarial contrastive term (paper 0.1; default off, see README).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)

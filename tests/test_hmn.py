@@ -7,7 +7,8 @@ import torch
 
 from edgecond.budget import DECODER_LADDER, TABLE7, BudgetError, solve_hmn
 from edgecond.containers.hmn import HMN
-from edgecond.matching import ConvergenceError, Matcher, hmn_shape, init_container, match_config
+from edgecond.matching import (QUICK_WARM_START, WIDE_DECODER_SCHEDULE, ConvergenceError, Matcher, hmn_shape,
+                               init_container, match_config)
 
 TINY = dict(outer=2, inner=2, net_steps=1, real_batch=16, syn_batch=16, net_width=16, checkpoint_every=1)
 
@@ -106,12 +107,27 @@ def test_capped_surplus_widens_the_decoder_within_budget(image_shape, classes, i
 
 def test_decoder_rules_reach_every_hmn_shape():
     quick = match_config("quick", "hmn", (3, 32, 32))
-    assert hmn_shape((3, 32, 32), 10, 10, quick).hidden == (10, 6)  # quick keeps the solver's widths
-    surplus = replace(quick, widen_decoder=True)
-    assert hmn_shape((3, 32, 32), 10, 10, surplus).hidden == (64, 32)
-    assert hmn_shape((3, 32, 32), 10, 1, surplus).hidden == (10, 6)  # the cap does not bind at 1 IPC
+    assert hmn_shape((3, 32, 32), 10, 10, quick).hidden == (64, 32)  # the capped surplus widens the decoder
+    assert hmn_shape((3, 32, 32), 10, 1, quick).hidden == (10, 6)  # the cap does not bind at 1 IPC
+    tiers = replace(quick, widen_decoder=False)
+    assert hmn_shape((3, 32, 32), 10, 10, tiers).hidden == (10, 6)
     assert hmn_shape((3, 32, 32), 10, 10, replace(quick, decoder_widths=(32, 16))).hidden == (32, 16)
     assert hmn_shape((3, 32, 32), 10, 10, match_config("paper", "hmn", (3, 32, 32))).instances == 278
+
+
+def test_a_wide_decoder_gets_the_wide_schedule_unless_told_otherwise():
+    wide = match_config("quick", "hmn", (3, 32, 32), 10, 10)
+    assert (wide.warm_start, wide.decoder_lr) == (WIDE_DECODER_SCHEDULE["warm_start"], 0.0)
+    for narrow in (match_config("quick", "hmn", (3, 32, 32), 10, 1),  # the cap does not bind
+                   match_config("quick", "hmn", (3, 32, 32), 10, 10, widen_decoder=False),  # --decoder-widths tiers
+                   match_config("quick", "hmn", (1, 8, 8), 10, 5)):
+        assert (narrow.warm_start, narrow.decoder_lr) == (QUICK_WARM_START, 1.0)
+    explicit = match_config("quick", "hmn", (3, 32, 32), 10, 1, decoder_widths=(16, 8))  # wider than 1 IPC's tiers
+    assert explicit.decoder_lr == 0.0
+    told = match_config("quick", "hmn", (3, 32, 32), 10, 10, warm_start=500, decoder_lr=0.5)
+    assert (told.warm_start, told.decoder_lr) == (500, 0.5)
+    assert match_config("paper", "hmn", (3, 32, 32), 10, 10).decoder_lr == 1.0
+    assert match_config("quick", "pixel", (3, 32, 32), 10, 10).decoder_lr == 1.0
 
 
 def test_over_budget_adds_instances_only():

@@ -113,7 +113,7 @@ class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
 
         opts = dict(self.condense_options)
         names = {f.name for f in fields(MatchConfig)}
-        return match_config(opts.get("preset", "quick"), "hmn", self.data.image_shape,
+        return match_config(opts.get("preset", "quick"), "hmn", self.data.image_shape, self.total_classes, self.ipc,
                             **{k: v for k, v in opts.items() if k in names})
 
     def condense_shared(self, classes: list[int]) -> tuple[Path, dict]:
