@@ -83,7 +83,7 @@ class MatchConfig:
 MDC_INTERVAL_SHARE = 0.05  # MDC: Delta t = 100 of 2000 outer iterations
 QUICK_WARM_START = 1000  # HMN's quick-preset warm start (warmstart.py); the paper preset starts from noise
 # quick, for an HMN whose decoder is wider than its tiers' (match_config): cifar10_mini 10 IPC, 64x32
-# decoder, 3 seeds -- 1000 warm steps + full matching 46.5 %, 4000 + full 4x.x %, 4000 + memories only 52.8 %
+# decoder, 3 seeds -- 1000 warm steps + full matching 46.5 %, 4000 + full 47.3 %, 4000 + memories only 52.8 %
 WIDE_DECODER_SCHEDULE = {"warm_start": 4 * QUICK_WARM_START, "decoder_lr": 0.0}
 
 
