@@ -1,14 +1,14 @@
 """Device-side cost of a CIFAR-sized HMN: model bytes, regeneration speed, cold start, memory.
 
     python benchmarks/device.py                       # HMN at the CIFAR-10 10-IPC configuration
-    python benchmarks/device.py --container benchmarks/runs/cifar10_mini-hmn-ipc10-s0
+    python benchmarks/device.py --container benchmarks/runs/cifar10_mini-hmn-ipc10-s0 --results device-quick
 
 Regeneration cost does not depend on the memories' values, so without --container the
 benchmark uses a freshly initialised HMN of Table 7's CIFAR-10 10-IPC shape (278 images per
 class). Measures: ONNX bytes (fp32/fp16/int8) against the budget; images/s for 1,000 images
 at 1 and 2 onnxruntime threads and several batch sizes (median of 7 runs); cold start to the
 first image and peak RSS of a process that only regenerates; torch eager on the same
-container; GFLOP/s achieved against the decoder's multiply-adds. Writes results/device.{json,md}.
+container; GFLOP/s achieved against the decoder's multiply-adds. Writes results/<--results>.{json,md}.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ def median_time(fn, repeats: int = 7) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--container", default=None, help="a condensed HMN run directory (default: CIFAR-10 10-IPC shape)")
+    ap.add_argument("--results", default="device", help="results/<name>.{json,md} to write (default: device)")
     args = ap.parse_args()
     if args.container:
         hmn, meta = load_container(args.container)
@@ -125,7 +126,7 @@ def main() -> None:
               f"only regenerates: {result['regen_process_peak_rss_mb']:.0f} MB (torch imported: "
               f"{result['regen_process_imported_torch']}); onnxruntime fp32 is "
               f"{result['onnxruntime_vs_torch_1thread']:.2f}x faster than torch eager at 1 thread."]
-    write("device", result, "\n".join(lines))
+    write(args.results, result, "\n".join(lines))
     print(json.dumps({k: v for k, v in result.items() if k != "speed"}, indent=1), file=sys.stderr)
 
 
