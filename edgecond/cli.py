@@ -13,9 +13,6 @@ import click
 
 from . import __version__
 
-CONTAINER_KINDS = ["hmn", "pixel", "idc", "haba", "random", "herding"]
-
-
 def _log(msg: str) -> None:
     click.echo(msg, err=True)
 
@@ -71,134 +68,150 @@ def main():
     """
 
 
-@main.command()
-@click.option("--dataset", default="digits", show_default=True, help="Dataset name (see `edgecond --help`).")
-@click.option("--ipc", type=float, required=True,
-              help="Storage budget in images per class: ipc x classes x C x H x W float32 values.")
-@click.option("--container", "kind", type=click.Choice(CONTAINER_KINDS), default="hmn", show_default=True,
-              help="hmn: hierarchical memory network; pixel: IDC-I images; idc: multi-formation; haba: bases x "
-                   "hallucinators; "
-                   "random/herding: real-image coresets.")
+def _settings(config_file, assignments) -> tuple[dict, dict]:
+    """(--config FILE's dotted keys, --set's dotted keys), checked against the config tree."""
+    from .config import ConfigError, parse_assignments, read_config_file
+
+    try:
+        return (read_config_file(config_file) if config_file else {}), parse_assignments(list(assignments))
+    except ConfigError as e:
+        raise click.UsageError(str(e))
+
+
+def _resolve(dataset, classes, ipc, kind, preset, seed, config_file, assignments, data_root, download):
+    """Load the data and resolve the run's settings: defaults < preset < --config < options < --set."""
+    from .condense import settings_for
+    from .config import ConfigError
+
+    from_file, sets = _settings(config_file, assignments)
+    given = {**from_file, **{k: v for k, v in (("dataset", dataset), ("ipc", ipc), ("kind", kind),
+                                               ("preset", preset), ("seed", seed)) if v is not None}}
+    if classes is not None:
+        from .data import parse_classes
+
+        given["classes"] = tuple(parse_classes(classes))
+    given.update(sets)
+    if "ipc" not in given:
+        raise click.UsageError("give the budget: --ipc N (or a --config file that has ipc)")
+    dataset, kind = given.pop("dataset", "digits"), given.pop("kind", "hmn")
+    ipc, preset, seed = given.pop("ipc"), given.pop("preset", "quick"), given.get("seed", 0)
+    data = _load_data(dataset, list(given["classes"]) if given.get("classes") else None, seed, data_root, download)
+    given["dataset"] = dataset
+    try:
+        cfg = settings_for(data, kind, ipc, preset=preset, settings=given)
+    except (ConfigError, ValueError) as e:
+        _fail(e)
+    return data, cfg
+
+
+def run_options(f):
+    """The options that say what to condense (shared by `condense` and `config`)."""
+    opts = [
+        click.option("--dataset", default=None, help="digits (default, embedded), npz:PATH, imagefolder:PATH, mnist, "
+                                                     "fashion-mnist, cifar10, cifar100, svhn."),
+        click.option("--classes", default=None, help="Comma-separated class indices to keep, e.g. 0,1."),
+        click.option("--ipc", type=float, default=None,
+                     help="Storage budget in images per class: ipc x classes x C x H x W float32 values."),
+        click.option("--container", "kind", type=click.Choice(_kind_names()), default=None,
+                     help="Container kind (default hmn): " + "; ".join(f"{n}: {k.description}"
+                                                                       for n, k in _kinds().items()) + "."),
+        click.option("--preset", type=click.Choice(["quick", "paper"]), default=None,
+                     help="quick (default): sized for minutes on a CPU; paper: the papers' schedules (GPU)."),
+        click.option("--seed", type=int, default=None, help="Seed of the condensation and the val split (default 0)."),
+        click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="A JSON config, e.g. a run's config.json: re-runs its settings."),
+        click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+                     help="Override any setting, e.g. --set match.outer=5 --set prune.method=double-end "
+                          "(`edgecond config` lists them)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _kinds():
+    from .kinds import KINDS
+
+    return KINDS
+
+
+def _kind_names() -> list[str]:
+    return list(_kinds())
+
+
+SETTINGS_HELP = """
+\b
+Every other setting -- schedule, multisize, pruning, prefix order, HMN shape -- is
+reachable with --set KEY=VALUE or --config FILE; `edgecond config` prints them all
+resolved for your options, docs/architecture.md says what each section does. E.g.
+  --set prune.method=double-end        over-budget HMN pruned back by AUM
+  --set match.multisize=false          no MDC subset loss (on by default for hmn)
+  --set prefix_order=none              keep the condensation's instance order
+  --set match.outer=5 --set match.inner=4 --set container.decoder=64x32
+"""
+
+
+@main.command(epilog=SETTINGS_HELP)
+@run_options
 @click.option("--out", type=click.Path(file_okay=False), required=True,
-              help="Run directory: container file, report.json, samples.png, checkpoints.")
-@click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
-              help="quick: sized for minutes on a CPU; paper: the papers' schedules (GPU).")
-@click.option("--classes", default=None, help="Comma-separated class indices to keep, e.g. 0,1.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the selection/condensation and the val split.")
-@click.option("--over-budget", type=float, default=0.1, show_default=True,
-              help="hmn with --prune: condense with this much more budget for instance memories, then prune back.")
-@click.option("--prune", type=click.Choice(["double-end", "easy", "random", "none"]), default="none",
-              show_default=True,
-              help="hmn: prune an over-budget HMN back to the budget by AUM (double-end: HMN Algorithm 1, "
-                   "beta chosen on the validation split); none: condense within the budget.")
-@click.option("--multisize/--no-multisize", default=None,
-              help="MDC's adaptive subset loss so that every prefix of a class's images is a good set "
-                   "(default: on for hmn, off for pixel/idc).")
-@click.option("--subset-shared", is_flag=True, default=None,
-              help="with --multisize on hmn: let the subset loss train the shared tiers (decoder, dataset and "
-                   "class memories) too; by default it trains only the subset's instance memories.")
-@click.option("--prefix-order", type=click.Choice(["herding", "none"]), default=None,
-              help="After condensation, order each class's instances for prefixes S_[k]: herding keeps the "
-                   "multisize-trained prefix first and adds the rest so each prefix's mean feature approaches "
-                   "the real class mean (train split only); none keeps the condensation's order. Default: "
-                   "herding with --multisize (cifar10_mini hmn 1 IPC: +1.4 average over sizes), else none.")
-@click.option("--update-mode", type=click.Choice(["sequential", "summed"]), default=None,
-              help="sequential: one optimiser step per class (the papers'; default); summed: one step per inner "
-                   "iteration on the summed class losses -- the same on 1 process and under torchrun.")
-@click.option("--outer", type=int, default=None, help="Override the preset's outer iterations.")
-@click.option("--inner", type=int, default=None, help="Override the preset's inner iterations.")
-@click.option("--checkpoint-every", type=int, default=None, help="Checkpoint every N outer iterations.")
+              help="Run directory: container.safetensors, config.json, report.json, samples.png, checkpoint.pt.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt if present.")
-@click.option("--instance-channels", type=int, default=None,
-              help="hmn: channels of each instance memory (default: Table 7 / derived from the budget).")
-@click.option("--distance", type=click.Choice(["mse", "l1"]), default=None,
-              help="Gradient distance (default mse; the papers use l1 for MNIST-like and 100+ class data).")
-@click.option("--warm-start", type=int, default=None,
-              help="Steps fitting the container to real images before matching (default with the quick preset: "
-                   "1000 for hmn, 4000 for an hmn decoder wider than the solver's tiers; else 0 -- the papers' "
-                   "initialisation).")
-@click.option("--max-instances", type=int, default=None,
-              help="hmn: at most this many images per class; the rest of the budget widens the decoder "
-                   "(--decoder-widths surplus) or each instance memory (default: the matching batch, 128, with "
-                   "the quick preset; 0 = no cap, Table 7's shapes).")
-@click.option("--decoder-widths", default=None, metavar="WxW|surplus|tiers",
-              help="hmn: decoder widths before the image layer, e.g. 64x32 (paid for with instance memories). "
-                   "'surplus' (quick's default): where --max-instances caps the instances, the widest decoder "
-                   "that leaves room for the cap (cifar10_mini 10 IPC: 64x32), else the tiers'. 'tiers': the "
-                   "budget solver's (Table 7's 10x6 on CIFAR; the paper preset's default).")
-@click.option("--decoder-lr", type=float, default=None,
-              help="hmn: the decoder's matching learning rate as a multiple of the memories' (0 keeps the "
-                   "warm-started decoder fixed and matches the memories only). Default 1 (the paper's), 0 with "
-                   "the quick preset for a decoder wider than the solver's tiers.")
-@click.option("--haba-contrast", type=float, default=None,
-              help="haba: weight of HaBa's adversarial contrastive term (paper 0.1; default off, see README).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @with_data_options
-def condense(dataset, ipc, kind, out, preset, classes, seed, over_budget, prune, multisize, subset_shared, prefix_order,
-             update_mode, outer, inner, checkpoint_every, resume, instance_channels, distance, warm_start, max_instances,
-             decoder_widths, decoder_lr, haba_contrast, device, data_root, download, threads):
-    """Condense DATASET into a container of KIND within an IPC budget.
+def condense(dataset, classes, ipc, kind, preset, seed, config_file, assignments, out, resume, device, data_root,
+             download, threads):
+    """Condense a dataset into a container within an IPC budget.
 
     \b
-    Writes OUT/container.safetensors, OUT/report.json and OUT/samples.png; gradient-matching
-    kinds (hmn, pixel, idc) also checkpoint to OUT/checkpoint.pt (Ctrl-C saves one; --resume
-    continues). Example:
+    Writes OUT/container.safetensors, OUT/config.json (the resolved settings: rerun them with
+    --config), OUT/report.json and OUT/samples.png; matching kinds checkpoint to
+    OUT/checkpoint.pt (Ctrl-C saves one; --resume continues). Example:
       edgecond condense --dataset digits --ipc 5 --container hmn --out runs/digits-hmn
     """
     from . import distributed
     from .budget import BudgetError
     from .condense import condense as run
+    from .config import ConfigError
+    from .io import OutputError, check_writable
     from .matching import ConvergenceError
 
     distributed.init(device)
-    if distributed.world_size() > 1:
-        if kind in ("random", "herding"):
-            _fail(ValueError(f"{kind} needs no torchrun: run it as one process"))
-        update_mode = update_mode or "summed"
     log = _log if distributed.is_main() else (lambda msg: None)  # rank 0 speaks for the job
-
     _threads(threads)
-    data = _load_data(dataset, classes, seed, data_root, download)
-    log(f"{data.name}: {data.num_classes} classes, {len(data.x_train)} train / {len(data.x_val)} val / "
-         f"{len(data.x_test)} test images of shape {data.image_shape}")
-    multisize = (kind == "hmn") if multisize is None else multisize
-    opts = {} if kind in ("random", "herding") else {
-        "preset": preset, "resume": resume, "distance": distance, "over_budget": over_budget, "prune": prune,
-        "multisize": multisize, "update_mode": update_mode, "subset_shared": subset_shared,
-        "prefix_order": prefix_order or ("herding" if multisize else "none"),
-        "outer": outer, "inner": inner, "checkpoint_every": checkpoint_every, "haba_contrast": haba_contrast,
-        "warm_start": warm_start, "max_instances": max_instances,
-        **({"instance_channels": instance_channels, "decoder_lr": decoder_lr, **_decoder_opts(decoder_widths)}
-           if kind == "hmn" else {})}
     try:
-        res = run(data, kind, ipc, seed=seed, device=device, out=out, **opts)
-    except (BudgetError, ConvergenceError, ValueError) as e:
+        check_writable(out)
+    except OutputError as e:
+        _fail(e)
+    data, cfg = _resolve(dataset, classes, ipc, kind, preset, seed, config_file, assignments, data_root, download)
+    if distributed.world_size() > 1 and not _kinds()[cfg.kind].matched:
+        _fail(ValueError(f"{cfg.kind} needs no torchrun: run it as one process"))
+    log(f"{data.name}: {data.num_classes} classes, {len(data.x_train)} train / {len(data.x_val)} val / "
+        f"{len(data.x_test)} test images of shape {data.image_shape}")
+    try:
+        res = run(data, config=cfg, device=device, out=out, resume=resume)
+    except (BudgetError, ConfigError, ConvergenceError, OutputError, ValueError) as e:
         _fail(e)
     except KeyboardInterrupt as e:
         log(str(e) or "interrupted")
         sys.exit(130)
     r = res.report
     if distributed.world_size() > 1:
-        log(f"condensed across {distributed.world_size()} ranks ({r['match_config']['update_mode']} updates)")
+        log(f"condensed across {distributed.world_size()} ranks ({cfg.match.update_mode} updates)")
     log(f"wrote {Path(out) / 'container.safetensors'}: {r['instances_per_class']} images per class, "
-         f"{r['stored_floats']:,} of {r['budget_floats']:,} budget floats, {r['condense_seconds']:.1f} s")
+        f"{r['stored_floats']:,} of {r['budget_floats']:,} budget floats, {r['condense_seconds']:.1f} s")
     log(f"samples: {Path(out) / 'samples.png'}")
 
 
-def _decoder_opts(spec: str | None) -> dict:
-    """--decoder-widths -> MatchConfig overrides (none: the preset's rule)."""
-    if spec is None:
-        return {}
-    if spec in ("tiers", "surplus"):
-        return {"widen_decoder": spec == "surplus"}
-    try:
-        widths = tuple(int(w) for w in spec.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"expected widths like 64x32, 'surplus' or 'tiers', got {spec!r}",
-                                 param_hint="--decoder-widths")
-    if min(widths) < 1:
-        raise click.BadParameter(f"widths must be positive, got {spec!r}", param_hint="--decoder-widths")
-    return {"decoder_widths": widths, "widen_decoder": False}
+@main.command("config", epilog=SETTINGS_HELP)
+@run_options
+@with_data_options
+def config_cmd(dataset, classes, ipc, kind, preset, seed, config_file, assignments, data_root, download, threads):
+    """Print the resolved settings `condense` would use, as JSON (save it, edit it, pass it to --config)."""
+    if ipc is None and config_file is None:
+        ipc = 1.0 if (kind or "hmn") != "hmn" else 5.0
+        _log(f"(no --ipc given: showing {ipc:g} IPC)")
+    _, cfg = _resolve(dataset, classes, ipc, kind, preset, seed, config_file, assignments, data_root, download)
+    click.echo(json.dumps(cfg.to_dict(), indent=2))
 
 
 @main.command()
@@ -220,7 +233,8 @@ def _decoder_opts(spec: str | None) -> dict:
 def evaluate(container, dataset, classes, seeds, preset, steps, full, per_class, subsets, as_json, device,
              data_root, download, threads):
     """Train fresh ConvNets on CONTAINER's images (or the full data) and report test accuracy."""
-    from .evaluation import eval_config, evaluate_images
+    from .config import eval_config
+    from .evaluation import evaluate_images
     from .io import ContainerFileError, load_container
 
     _threads(threads)
@@ -294,11 +308,12 @@ def export(container, onnx_path, precision, as_json):
       edgecond-device regenerate digits-hmn.onnx --per-class 5 --out exemplars --format png
     """
     from .export import ExportError, export_container
-    from .io import ContainerFileError
+    from .io import ContainerFileError, OutputError, check_writable
 
     try:
+        check_writable(Path(onnx_path).resolve().parent)
         res = export_container(container, onnx_path, precision=precision or "fp32")
-    except (ContainerFileError, ExportError, ValueError) as e:
+    except (ContainerFileError, ExportError, OutputError, ValueError) as e:
         _fail(e)
     if as_json:
         click.echo(json.dumps(res))
@@ -323,13 +338,15 @@ def export(container, onnx_path, precision, as_json):
               help="Condensation preset of the HMN strategies.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Run directory: results.json, results.md, results.csv, accuracy.png, condensed models.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Condensation settings of the HMN strategies, as for `edgecond condense --set`.")
 @click.option("--loggers", default="", show_default=True,
               help="Avalanche loggers, comma-separated: text, csv, tensorboard (written under OUT/logs/).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @with_data_options
-def continual(dataset, experiences, strategies, budget_ipc, device_budget, epochs, seeds, preset, out, loggers,
-              as_json, device, data_root, download, threads):
+def continual(dataset, experiences, strategies, budget_ipc, device_budget, epochs, seeds, preset, out, assignments,
+              loggers, as_json, device, data_root, download, threads):
     """Class-incremental learning on an Avalanche stream, every strategy at equal buffer bytes.
 
     \b
@@ -353,7 +370,8 @@ def continual(dataset, experiences, strategies, budget_ipc, device_budget, epoch
     try:
         schedule = [int(v) for v in device_budget.split(",")] if device_budget else []
         cfg = ContinualConfig(experiences=experiences, ipc=budget_ipc, epochs=epochs, preset=preset,
-                              device_budget=schedule, loggers=log_names, log_dir=str(Path(out) / "logs"))
+                              device_budget=schedule, loggers=log_names, log_dir=str(Path(out) / "logs"),
+                              condense_settings=_settings(None, assignments)[1])
         res = run_continual(data, names, cfg, seeds=seeds, out=Path(out), device=device, log=_log)
     except ValueError as e:
         _fail(e)

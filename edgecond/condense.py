@@ -1,24 +1,39 @@
-"""`condense`: turn a dataset into a container file, a report and a picture.
+"""`condense`: a dataset -> a container within its budget, a report, pictures. The one pipeline.
 
-One entry point for every container kind, so the CLI, the benchmarks and the continual
-harness all make containers the same way.
+    settings -> resolve_config (config.py) -> build (the kind's registration, kinds.py)
+             -> warm start (warmstart.py) -> gradient matching (matching.py)
+             -> prune back (pruning.py) -> prefix order (multisize.py) -> report, files
+
+Selected kinds (the real-image coresets) replace the middle by their selection. The CLI, the
+benchmarks and the continual buffers all come through here, so the same settings give the
+same container whoever asks.
 """
 
 from __future__ import annotations
 
 import json
-import resource
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+import torch
+
+from . import distributed as dist
+from .config import CondenseConfig, Shape, resolve_config, validate
 from .containers import Container
-from .coreset import herding_coreset, random_coreset
 from .data import Dataset
 from .io import atomic_write_text, container_meta, save_container
+from .kinds import Kind, get
+from .matching import Matcher
+from .multisize import herding_prefix_order
 from .plots import histogram, line_plot, sample_grid
+from .pruning import prune_container
+from .resources import peak_rss_mb
+from .warmstart import warm_start
 
-CORESET_KINDS = ("random", "herding")
+CONFIG_FILE = "config.json"
 
 
 @dataclass
@@ -26,19 +41,7 @@ class CondenseResult:
     container: Container
     meta: dict
     report: dict = field(default_factory=dict)
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. /proc's VmHWM where there is one: ru_maxrss keeps the
-    parent's high-water mark across fork + exec, so a small child of a big parent looks big."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    config: CondenseConfig | None = None
 
 
 def dataset_meta(data: Dataset) -> dict:
@@ -47,51 +50,101 @@ def dataset_meta(data: Dataset) -> dict:
             "dataset_classes": data.meta.get("classes_selected")}
 
 
-def condense(data: Dataset, kind: str, ipc: float, *, seed: int = 0, device: str = "cpu",
-             out: str | Path | None = None, progress: bool = True, **options) -> CondenseResult:
-    """Build a container of `kind` within `ipc` images-per-class worth of floats."""
-    t0 = time.time()
-    extra: dict = {}
-    if kind in CORESET_KINDS:
-        if float(ipc) != int(ipc):
-            raise ValueError(f"a real-image coreset needs a whole number of images per class, got ipc={ipc}")
-        if kind == "random":
-            container, order = random_coreset(data, int(ipc), seed=seed)
-        else:
-            container, order = herding_coreset(data, int(ipc), seed=seed, device=device, progress=progress)
-        extra["instance_source"] = "train-split indices per class"
-    else:
-        from .matching import condense_matching  # heavy path; imported on demand
+def settings_for(data: Dataset, kind: str = "hmn", ipc: float = 1.0, *, preset: str = "quick",
+                 settings: dict[str, Any] | None = None) -> CondenseConfig:
+    """The resolved settings `condense` would use for `kind` at `ipc` on `data` (config.resolve_config)."""
+    return resolve_config(get(kind), ipc, image_shape=data.image_shape, num_classes=data.num_classes,
+                          preset=preset, overrides=settings, world_size=dist.world_size())
 
-        container, order, extra = condense_matching(data, kind, ipc, seed=seed, device=device, out=out,
-                                                    progress=progress, **options)
-    meta = container_meta(container, classes=data.classes, mean=data.mean, std=data.std, budget_ipc=ipc,
-                          instance_order=order, seed=seed, **dataset_meta(data))
+
+def condense(data: Dataset, kind: str = "hmn", ipc: float = 1.0, *, preset: str = "quick", seed: int | None = None,
+             settings: dict[str, Any] | None = None, config: CondenseConfig | None = None, device: str = "cpu",
+             out: str | Path | None = None, progress: bool = True, resume: bool = False) -> CondenseResult:
+    """Build a container of `kind` within `ipc` images-per-class worth of float32 values.
+
+    `settings` are dotted config keys that override the preset (e.g. {"match.outer": 5});
+    `config` is a resolved tree (e.g. a run's config.json) used as it is. With `out`, the
+    run directory gets the container, config.json, report.json and pictures; matching kinds
+    checkpoint there, and `resume` continues from the checkpoint.
+    """
+    if config is None:
+        settings = dict(settings or {})
+        if seed is not None:
+            settings["seed"] = seed
+        config = settings_for(data, kind, ipc, preset=preset, settings=settings)
+    k = get(config.kind)
+    validate(config, k, dist.world_size())
+    t0 = time.time()
+    if k.matched:
+        container, order, extra = _condense_matching(data, config, k, device=device, out=out, progress=progress,
+                                                     resume=resume)
+    else:
+        container, order = k.build(data, config, device=device, progress=progress)
+        extra = {"instance_source": "train-split indices per class"}
+    meta = container_meta(container, classes=data.classes, mean=data.mean, std=data.std, budget_ipc=config.ipc,
+                          instance_order=order, seed=config.seed, **dataset_meta(data))
     if meta["stored_floats"] > meta["budget_floats"]:
-        raise RuntimeError(f"internal error: {kind} stores {meta['stored_floats']} floats over its "
+        raise RuntimeError(f"internal error: {config.kind} stores {meta['stored_floats']} floats over its "
                            f"budget of {meta['budget_floats']}")
     # a resumed run's wall time covers its last part only; matching_seconds counts every part
     seconds = max(time.time() - t0, extra.get("matching_seconds", 0.0))
     report = {**meta, "parts": container.parts(), "condense_seconds": round(seconds, 2),
-              "peak_rss_mb": round(peak_rss_mb(), 1), **extra}
+              "peak_rss_mb": round(peak_rss_mb(), 1), "config": config.to_dict(), **extra}
     report.pop("instance_order")
     figures = report.get("pruning", {}).pop("figures", None)
     if "pruning" in report:
-        meta["pruning"] = {k: v for k, v in report["pruning"].items() if k not in ("aum",)}
-    result = CondenseResult(container.cpu().eval(), meta, report)
-    from . import distributed
-
-    if out is not None and distributed.is_main():  # replicas are identical: rank 0 writes
+        meta["pruning"] = {key: v for key, v in report["pruning"].items() if key != "aum"}
+    result = CondenseResult(container.cpu().eval(), meta, report, config)
+    if out is not None and dist.is_main():  # replicas are identical: rank 0 writes
         write_run(result, data, Path(out))
         if figures:
             write_pruning_figures(report["pruning"], figures, data, Path(out))
     return result
 
 
+def _condense_matching(data: Dataset, cfg: CondenseConfig, kind: Kind, *, device: str, out, progress: bool,
+                       resume: bool) -> tuple[Container, list[list[int]], dict]:
+    """Build, warm-start and match a container; prune it back and order its prefixes if `cfg` says so."""
+    pruning = cfg.prune.method != "none"
+    over = cfg.prune.over_budget if pruning else 0.0
+    container = kind.build(data, cfg, torch.Generator().manual_seed(cfg.seed), over_budget=over)
+    m = Matcher(container, data, cfg, device=device, out=out, over_budget=over, kind=kind)
+    resumed = bool(resume and m.load_checkpoint())
+    if resume and not resumed and dist.is_main():
+        print(f"no checkpoint in {out}; starting from scratch", file=sys.stderr)
+    warm = ({"steps": cfg.match.warm_start, "skipped": "resumed from a checkpoint"} if resumed else
+            warm_start(m.container, data, cfg.match.warm_start, seed=cfg.seed, device=device))
+    m.run(progress=progress)
+    container, rss = m.container, peak_rss_mb()
+    report = {"loss_curve": m.losses, "matching_seconds": round(m.seconds, 2), "resumed": resumed,
+              "over_budget": over, "warm_start": warm, "world_size": dist.world_size(),
+              "rank_peak_rss_mb": dist.gather_float(rss), "rank_matching_seconds": dist.gather_float(m.seconds),
+              **m.report()}
+    # pruning and prefix ordering never break a subset the multisize loss trained
+    protect = max([getattr(t, "trained_prefix", lambda: 0)() for t in m.terms] + [cfg.prune.protect])
+    order = [list(range(container.instances_per_class)) for _ in range(data.num_classes)]
+    if pruning and dist.is_main():  # pruning reads the whole train split: rank 0 alone
+        target = kind.in_budget_instances(Shape(data.image_shape, data.num_classes), cfg)
+        protect = min(protect, target - 1)
+        t0 = time.time()
+        report["pruning"] = prune_container(container, target, data, replace(cfg.prune, protect=protect),
+                                            seed=cfg.seed, device=device)
+        report["pruning"]["seconds"] = round(time.time() - t0, 2)
+        order = report["pruning"].pop("kept")
+    if cfg.prefix_order == "herding" and dist.is_main():  # like pruning: rank 0 alone, it writes the file
+        protect = protect if cfg.match.multisize else 0
+        t0 = time.time()
+        perm = herding_prefix_order(container, data, protect=protect, seed=cfg.seed, device=device,
+                                    progress=progress)
+        container.select_instances(perm)
+        order = [[order[c][j] for j in perm[c].tolist()] for c in range(data.num_classes)]
+        report["prefix_order"] = {"method": "herding", "protect": protect, "seconds": round(time.time() - t0, 2)}
+    return container, order, report
+
+
 def write_pruning_figures(pruning: dict, figures: dict, data: Dataset, out: Path) -> None:
     """aum.png (AUM distribution, the paper's Fig. 9) and pruned.png (lowest/highest AUM, Fig. 10)."""
     import numpy as np
-    import torch
 
     aum = np.asarray(pruning["aum"]["per_instance"]).ravel()
     histogram(aum, out / "aum.png", xlabel="AUM (area under the margin)",
@@ -108,6 +161,8 @@ def write_pruning_figures(pruning: dict, figures: dict, data: Dataset, out: Path
 def write_run(result: CondenseResult, data: Dataset, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     save_container(out, result.container, result.meta)
+    if result.config is not None:
+        atomic_write_text(out / CONFIG_FILE, json.dumps(result.config.to_dict(), indent=2))
     x, y = result.container.images(per_class=min(10, result.container.instances_per_class))
     sample_grid(data.to_pixels(x), y, data.classes, out / "samples.png",
                 title=f"{result.meta['kind']} on {data.name}, {result.meta['budget_ipc']:g} IPC budget")
@@ -117,4 +172,3 @@ def write_run(result: CondenseResult, data: Dataset, out: Path) -> None:
                   xlabel="outer iteration", ylabel="mean gradient distance",
                   title=f"{result.meta['kind']} on {data.name}")
     atomic_write_text(out / "report.json", json.dumps(result.report, indent=2))
-

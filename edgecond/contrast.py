@@ -14,23 +14,27 @@ import torch.nn.functional as F
 
 from .containers import Container
 from .containers.haba import HaBa
+from .losses import LossTerm
 from .models import build_convnet
 
 LR, TEMPERATURE, CON_WEIGHT = 1e-3, 0.1, 0.1
 
 
-class HabaContrast:
-    """The adversary and its optimiser; `term` is the container's extra loss, `step` trains F."""
+class HabaContrast(LossTerm):
+    """The adversary and its optimiser; `term` is the container's extra loss, `step` trains F.
+
+    As an add-on term of the matching loop (losses.py): `weight` x `term` joins each class's
+    loss (before_class), and F trains after each inner iteration (after_inner)."""
 
     def __init__(self, container: Container, image_shape, num_classes: int, width: int, *, seed: int,
-                 update_mode: str = "sequential", device: str = "cpu"):
+                 weight: float = CON_WEIGHT, update_mode: str = "sequential", device: str = "cpu"):
         if not isinstance(container, HaBa):
             raise ValueError(f"--haba-contrast needs --container haba, not {container.kind}")
         if update_mode != "sequential":
             raise ValueError("--haba-contrast runs with --update-mode sequential only")
         if container.n_hall < 2:
             raise ValueError("--haba-contrast needs at least 2 hallucinators; this budget fits 1")
-        self.haba, self.num_classes, self.device = container, num_classes, device
+        self.haba, self.num_classes, self.device, self.weight = container, num_classes, device, weight
         with torch.random.fork_rng():  # the adversary's init must not shift the matching RNG stream
             torch.manual_seed(seed + 1)
             self.net = build_convnet(image_shape, num_classes, width=width).to(device)
@@ -60,6 +64,12 @@ class HabaContrast:
         self.opt.zero_grad(set_to_none=True)
         (CON_WEIGHT * con + task).backward()
         self.opt.step()
+
+    def before_class(self, c: int, gen: torch.Generator):
+        return self.weight * self.term(c, gen)
+
+    def after_inner(self, gen: torch.Generator) -> None:
+        self.step(gen)
 
     def state_dict(self) -> dict:
         return {"adversary": self.net.state_dict(), "adversary_opt": self.opt.state_dict()}

@@ -13,7 +13,8 @@ import torch
 
 from .containers import PixelContainer
 from .data import Dataset
-from .evaluation import EvalConfig, train_classifier
+from .config import EvalConfig
+from .evaluation import train_classifier
 
 
 def _check_ipc(data: Dataset, ipc: int) -> None:

@@ -7,9 +7,8 @@ CutMix (p=0.5), SGD with momentum and a cosine schedule, a fresh network per see
 
 from __future__ import annotations
 
-import math
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -17,45 +16,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .augment import Augment, cutmix
+from .config import EvalConfig
 from .data import Dataset
 from .models import build_convnet
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """How a network is trained on condensed images. `epochs` wins over `steps` when set."""
-
-    steps: int = 1000
-    epochs: int | None = None
-    batch_size: int = 64
-    lr: float = 0.01
-    min_lr: float = 1e-4
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    width: int = 128
-    depth: int | None = None
-    cutmix_prob: float = 0.5
-    augment: bool = True
-
-    def num_steps(self, n_images: int) -> int:
-        if self.epochs is not None:
-            return self.epochs * max(1, math.ceil(n_images / self.batch_size))
-        return self.steps
-
-
-EVAL_PRESETS: dict[str, EvalConfig] = {
-    # Sized for a 2-core CPU: a digits seed in ~15 s, a CIFAR-sized seed in a few minutes.
-    "quick": EvalConfig(steps=1000),
-    # HMN paper Appendix C.2 (CIFAR-10 1/10 IPC: 2000 epochs, SGD 0.01, momentum 0.9,
-    # weight decay 2e-4, cosine to 1e-4); for GPUs.
-    "paper": EvalConfig(epochs=2000, weight_decay=2e-4),
-}
-
-
-def eval_config(preset: str = "quick", **overrides) -> EvalConfig:
-    if preset not in EVAL_PRESETS:
-        raise ValueError(f"unknown evaluation preset {preset!r}; choose {', '.join(EVAL_PRESETS)}")
-    return replace(EVAL_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
 
 
 @torch.no_grad()

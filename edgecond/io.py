@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from . import __version__
-from .containers import Container, build_container
+from .containers import Container
+from .kinds import build_from_file
 
 FORMAT_VERSION = 1
 CONTAINER_FILE = "container.safetensors"
@@ -40,11 +42,46 @@ def resolve(path: str | os.PathLike) -> Path:
     return p
 
 
+class OutputError(OSError):
+    """An output path that cannot be written."""
+
+
+def check_writable(directory: str | os.PathLike) -> Path:
+    """Create `directory` if needed and prove a file can be written there; OutputError says why not.
+
+    Called before long work starts, so an unwritable --out fails in a second, not after the run."""
+    d = Path(directory)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=d, prefix=".edgecond-write-test.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputError(f"cannot write to {d}: {e.strerror or e}") from None
+    return d
+
+
+def _temporary(path: Path) -> str:
+    """A new empty file beside `path`, created with the mode an ordinary open() would give (umask
+    respected; mkstemp's 0600 would keep a model from the user or container it is handed to)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return str(tmp)
+        except FileExistsError:
+            continue
+    raise OutputError(f"cannot create a temporary file beside {path}")
+
+
 def atomic_write(path: Path, write) -> None:
     """Call write(tmp_path), then atomically move tmp_path to path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _temporary(path)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -111,7 +148,7 @@ def read_meta(path: str | os.PathLike) -> dict:
 def load_container(path: str | os.PathLike) -> tuple[Container, dict]:
     p = resolve(path)
     meta = read_meta(p)
-    container = build_container(meta["kind"], meta["config"])
+    container = build_from_file(meta["kind"], meta["config"])
     with safe_open(str(p), framework="pt") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}
     container.load_state_dict(state)

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .losses import ClassStep, LossTerm, class_step_loss
+
 
 def prefix_distances(feat_real: torch.Tensor, feat_syn: torch.Tensor) -> torch.Tensor:
     """d_n = ||mean(feat_real) - mean(feat_syn[:n])||^2 for n = 1..len(feat_syn) (MDC Eq. 5)."""
@@ -124,6 +126,49 @@ class MLSState:
         return cls(candidates=int(st["candidates"]), mls=int(st["mls"]), frozen=st["frozen"].tolist(),
                    prev=st["prev"] if len(st["prev"]) else None, acc=st["acc"] if len(st["acc"]) else None,
                    count=int(st["count"]), history=st["history"].tolist())
+
+
+class SubsetLoss(LossTerm):
+    """MDC's adaptive subset loss as an add-on term of the matching loop (losses.py).
+
+    Each class step measures the prefix distances d_1..d_m of the base loss's batch, adds the
+    matching loss of the current MLS, and the loop leaves the frozen prefix untouched."""
+
+    def __init__(self, instances: int, syn_batch: int, interval: int, shared: bool = False):
+        # subset sizes eligible as MLS: 1..N-1, or the always-present prefix of a full batch
+        self.features = instances - 1 if instances <= syn_batch else syn_batch // 2
+        self.interval, self.shared = interval, shared
+        self.mls = MLSState(candidates=self.features)
+
+    def syn_indices(self, k: int, batch: int, gen: torch.Generator) -> torch.Tensor:
+        head = batch // 2  # MLS candidates ride in every batch, in order (module docstring)
+        rest = head + torch.randperm(k - head, generator=gen)[:batch - head]
+        return torch.cat([torch.arange(head), rest])
+
+    def after_class(self, step: ClassStep):
+        self.mls.observe(prefix_distances(step.real_features, step.syn_features))
+        subset = torch.arange(self.mls.mls, device=step.real.device)
+        return class_step_loss(step.container, step.net, step.real, step.c, subset, step.aug, step.gen,
+                               step.distance, own=not self.shared)
+
+    def after_outer(self, outer: int, reduce=None) -> None:
+        if (outer + 1) % self.interval == 0:
+            self.mls.end_period(outer + 1, reduce=reduce)
+
+    def frozen_prefix(self) -> int:
+        return self.mls.frozen_now
+
+    def trained_prefix(self) -> int:
+        return trained_prefix(self.mls.frozen, self.mls.mls)
+
+    def report(self) -> dict:
+        return {"multisize": {"mls_history": self.mls.history, "frozen": self.mls.frozen, "final_mls": self.mls.mls}}
+
+    def state_dict(self) -> dict:
+        return {"mls": self.mls.state_dict()}
+
+    def load_state_dict(self, st: dict) -> None:
+        self.mls = MLSState.from_state_dict(st["mls"])
 
 
 def herding_prefix_order(container, data, protect: int = 0, feature_steps: int = 300, seed: int = 0,

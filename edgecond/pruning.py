@@ -14,31 +14,14 @@ of every class are never pruned (so the small multisize subsets survive pruning 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 import torch
 
+from .config import CHOICES, EvalConfig, PruneConfig
 from .containers import Container
 from .data import Dataset
-from .evaluation import EvalConfig, accuracy, train_classifier
+from .evaluation import accuracy, train_classifier
 
-METHODS = ("double-end", "easy", "random", "none")
-
-
-@dataclass(frozen=True)
-class PruneConfig:
-    method: str = "double-end"
-    betas: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # paper's grid
-    aum_steps: int = 1000         # training steps of the AUM network
-    aum_every: int = 20           # record margins every this many steps
-    select_steps: int = 500       # training steps per beta candidate (val accuracy)
-    protect: int = 0              # never prune the first `protect` instances of a class
-
-
-PRUNE_PRESETS = {
-    "quick": PruneConfig(betas=(0.0, 0.2, 0.4, 0.6, 0.8), aum_steps=600, select_steps=400),
-    "paper": PruneConfig(aum_steps=10_000, select_steps=10_000),
-}
+METHODS = CHOICES["prune.method"]
 
 
 def margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -155,9 +138,3 @@ def _extremes(container: Container, aum: torch.Tensor, per_class: int = 5) -> di
             cls = torch.arange(aum.shape[0]).repeat_interleave(idx.shape[1])
             out[name] = (container.generate(cls, idx.flatten()), cls)
     return out
-
-
-def prune_config(preset: str, method: str, **overrides) -> PruneConfig:
-    if method not in METHODS:
-        raise ValueError(f"unknown pruning method {method!r}; choose one of {', '.join(METHODS)}")
-    return replace(PRUNE_PRESETS[preset], method=method, **{k: v for k, v in overrides.items() if v is not None})

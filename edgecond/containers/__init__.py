@@ -1,4 +1,5 @@
-"""Container registry: every kind of data container, found by name."""
+"""Data containers: modules that generate image (class c, instance i). The registry of kinds,
+and how each is built within a budget, lives in edgecond/kinds.py."""
 
 from __future__ import annotations
 
@@ -7,25 +8,4 @@ from .haba import HaBa
 from .hmn import HMN
 from .pixel import IDCContainer, PixelContainer
 
-# kind -> class that rebuilds it from its config()
-CONTAINER_CLASSES: dict[str, type[Container]] = {
-    "random": PixelContainer,
-    "herding": PixelContainer,
-    "pixel": PixelContainer,
-    "idc": IDCContainer,
-    "hmn": HMN,
-    "haba": HaBa,
-}
-
-
-def register(kind: str, cls: type[Container]) -> None:
-    CONTAINER_CLASSES[kind] = cls
-
-
-def build_container(kind: str, config: dict) -> Container:
-    if kind not in CONTAINER_CLASSES:
-        raise ValueError(f"unknown container kind {kind!r}; known: {', '.join(sorted(CONTAINER_CLASSES))}")
-    return CONTAINER_CLASSES[kind](**config)
-
-
-__all__ = ["Container", "HMN", "PixelContainer", "IDCContainer", "CONTAINER_CLASSES", "build_container", "register"]
+__all__ = ["Container", "HMN", "HaBa", "PixelContainer", "IDCContainer"]

@@ -74,11 +74,11 @@ class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
 
     def __init__(self, data: Dataset, ipc: float, workdir: str | Path, total_classes: int, *,
                  precision: str = "fp32", schedule: list[int] | None = None, seed: int = 0,
-                 condense_options: dict | None = None, shared: bool = False):
+                 preset: str = "quick", settings: dict | None = None, shared: bool = False, device: str = "cpu"):
         super().__init__(max_size=1)  # samples are not what a container's budget counts
         self.data, self.ipc, self.workdir = data, ipc, Path(workdir)
         self.precision, self.schedule, self.seed = precision, schedule, seed
-        self.condense_options = condense_options or {}
+        self.preset, self.settings, self.device = preset, {**(settings or {}), "seed": seed}, device
         self.total_classes, self.shared = total_classes, shared
         self.models: list[tuple[Path, list[int]]] = []  # (onnx file, global class ids)
         self.parts: list = []  # shared=True: the torch HMN of each experience (workstation side)
@@ -95,8 +95,8 @@ class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
                f"-{self.settings_digest()}")
         run, onnx_path = self.workdir / tag, self.workdir / f"{tag}.onnx"
         if not (run / "container.safetensors").is_file():  # resumes an interrupted run's checkpoint
-            condense(self.data.subset(classes), "hmn", self.ipc, seed=self.seed, out=run, progress=False,
-                     resume=True, **self.condense_options)
+            condense(self.data.subset(classes), "hmn", self.ipc, preset=self.preset, settings=self.settings,
+                     out=run, progress=False, resume=True, device=self.device)
         t1 = time.time()
         if not onnx_path.is_file():
             cont, meta = load_container(run)
@@ -105,16 +105,11 @@ class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
         condense_s = json.loads((run / "report.json").read_text())["condense_seconds"]
         return onnx_path, {"condense_s": condense_s, "export_s": time.time() - t1}
 
-    def match_config(self):
-        """The matching schedule these HMNs are condensed with (preset + condense_options)."""
-        from dataclasses import fields
+    def config(self):
+        """The settings these HMNs are condensed with (preset + settings), shaped for the whole stream."""
+        from ..condense import settings_for
 
-        from ..matching import MatchConfig, match_config
-
-        opts = dict(self.condense_options)
-        names = {f.name for f in fields(MatchConfig)}
-        return match_config(opts.get("preset", "quick"), "hmn", self.data.image_shape, self.total_classes, self.ipc,
-                            **{k: v for k, v in opts.items() if k in names})
+        return settings_for(self.data, "hmn", self.ipc, preset=self.preset, settings=self.settings)
 
     def condense_shared(self, classes: list[int]) -> tuple[Path, dict]:
         """Grow the stream's HMN by `classes` and export all seen classes as one ONNX model.
@@ -123,14 +118,16 @@ class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
         first experience it adopts (and freezes) the first part's dataset memory and decoder, so
         only its class and instance memories are warm-started and matched. Parts are cached on disk.
         """
+        from ..config import Shape
         from ..containers.hmn import HMN
         from ..export import export_onnx
         from ..io import container_meta, load_container, save_container
-        from ..matching import Matcher, hmn_shape
+        from ..kinds import hmn_shape
+        from ..matching import Matcher
         from ..warmstart import warm_start
 
-        cfg = self.match_config()
-        shape = hmn_shape(self.data.image_shape, self.total_classes, self.ipc, cfg)
+        cfg = self.config()
+        shape = hmn_shape(Shape(self.data.image_shape, self.total_classes), cfg)
         # keyed by every class seen before (the shared tiers come from the first of them)
         before = self._seen() or classes
         tag = (f"hmn-shared{self.total_classes}-ipc{self.ipc:g}-s{self.seed}-after{'_'.join(map(str, before))}"
@@ -146,9 +143,9 @@ class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
             part.init_memories(torch.Generator().manual_seed(self.seed))
             if self.parts:
                 part.adopt_shared(self.parts[0])
-            m = Matcher(part, subset, cfg, seed=self.seed, out=run)
+            m = Matcher(part, subset, cfg, out=run, device=self.device)
             if not m.load_checkpoint():
-                warm_start(part, subset, cfg.warm_start, seed=self.seed)
+                warm_start(part, subset, cfg.match.warm_start, seed=self.seed, device=self.device)
             m.run(progress=False)
             condense_s = round(time.time() - t0, 2)
             meta = container_meta(part, classes=subset.classes, mean=subset.mean, std=subset.std,
@@ -174,10 +171,7 @@ class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
     def settings_digest(self) -> str:
         """8 hex digits of the condensation settings in force (preset defaults included), so a cached
         container made under other settings -- or an older default -- is never reused."""
-        from dataclasses import asdict
-
-        opts, cfg = dict(self.condense_options), self.match_config()
-        blob = json.dumps({"match": asdict(cfg), "options": opts}, sort_keys=True, default=str)
+        blob = json.dumps(self.config().to_dict(), sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:8]
 
     def post_adapt(self, agent, exp):

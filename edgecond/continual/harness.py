@@ -52,7 +52,7 @@ class ContinualConfig:
     lwf_temperature: float = 2.0
     preset: str = "quick"             # condensation preset for the HMN strategies
     device_budget: list[int] = field(default_factory=list)  # images per class replayed per experience
-    condense_overrides: dict = field(default_factory=dict)  # e.g. {"outer": 2} for tests
+    condense_settings: dict = field(default_factory=dict)   # dotted config keys, e.g. {"match.outer": 2}
     loggers: list[str] = field(default_factory=list)        # Avalanche loggers: text, csv, tensorboard
     log_dir: str | None = None                              # where they write (one folder per run)
 
@@ -113,8 +113,8 @@ def _strategy(name: str, model, cfg: ContinualConfig, data: Dataset, workdir: Pa
         fp16 = name == "hmn-fp16"
         buffer = HMNBuffer(data, ipc * (2 if fp16 else 1), workdir, data.num_classes,
                            precision="fp16" if fp16 else "fp32", schedule=cfg.device_budget or None, seed=seed,
-                           condense_options={"preset": cfg.preset, **cfg.condense_overrides},
-                           shared=name == "hmn-shared")
+                           preset=cfg.preset, settings=cfg.condense_settings, shared=name == "hmn-shared",
+                           device=device)
     if buffer is not None:
         plugins.append(ReplayPlugin(mem_size=buffer.max_size, storage_policy=buffer))
     if name in ("lwf", "hmn-lwf"):
@@ -129,8 +129,8 @@ def strategy_settings(name: str, data: Dataset, cfg: ContinualConfig) -> str | N
     of the condensation settings in force (preset defaults included); None for the others."""
     if not name.startswith("hmn"):
         return None
-    opts = {"preset": cfg.preset, **cfg.condense_overrides}
-    return HMNBuffer(data, cfg.ipc, ".", data.num_classes, condense_options=opts).settings_digest()
+    return HMNBuffer(data, cfg.ipc, ".", data.num_classes, preset=cfg.preset,
+                     settings=cfg.condense_settings).settings_digest()
 
 
 @torch.no_grad()

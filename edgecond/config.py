@@ -1,0 +1,393 @@
+"""One typed configuration tree for a condensation run, and the presets that fill it.
+
+    CondenseConfig
+      kind, ipc, preset, seed, dataset, classes
+      container: ContainerConfig   how the container is shaped within the budget
+      match:     MatchConfig       the gradient-matching schedule and its add-on loss terms
+      prune:     PruneConfig       over-budget condensation and AUM pruning back
+      prefix_order                 how instances are ordered after condensation
+      eval:      EvalConfig        the protocol that judges the result
+
+Every default lives here or in a kind's registration (`kinds.py`), never in the CLI, so
+`edgecond.condense(data, cfg)` and `edgecond condense` give the same container for the same
+settings. `resolve_config` builds a tree in layers, each a dict of dotted keys:
+
+  1. the dataclass defaults below (the papers' values);
+  2. the preset's schedule for the image size (`SCHEDULES`);
+  3. the kind's own preset (`Kind.presets`, e.g. the quick HMN's warm start and instance cap);
+  4. what the user gave (`--config FILE`, `--set key=value`, keyword overrides);
+  5. derived rules, for keys the user did not give: MDC's Delta t as a share of the schedule,
+     the prefix order that follows multisize, and the kind's own rule (`Kind.rule`).
+
+The resolved tree is written to a run directory as `config.json`; `--config` on that file
+re-runs the same settings (everything in it counts as given, so no rule moves it).
+docs/architecture.md shows where each part is used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from typing import Any, Callable
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that does not exist or cannot work."""
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    """How a container is shaped within its budget (hmn options; other kinds ignore None/defaults)."""
+
+    instance_channels: int | None = None  # hmn: channels of each instance memory (None: Table 7 / derived)
+    max_instances: int | None = None      # hmn: at most this many images per class (None or 0: no cap)
+    decoder: str = "tiers"                # hmn: 'tiers' (the solver's), 'surplus' (capped surplus widens it), '64x32'
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """The gradient-matching schedule (IDC Algorithm 1). Defaults: the HMN paper's (App. C.2)."""
+
+    outer: int = 1000               # outer iterations, a fresh matching network each
+    inner: int = 200                # inner iterations per outer one (one step per class each)
+    net_steps: int = 30             # real-data SGD steps of the network after each inner iteration
+    real_batch: int = 64            # real images per class step
+    syn_batch: int = 128            # at most this many container images per class step
+    net_width: int = 128
+    net_lr: float = 0.01
+    optimizer: str = "adam"         # adam | sgd
+    lr: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.99)
+    momentum: float = 0.5           # for sgd
+    lr_milestones: tuple[float, ...] = (0.6, 0.8)  # fractions of `outer`; x0.1 at each
+    distance: str = "mse"           # mse | l1 over conv-weight gradients
+    checkpoint_every: int = 5
+    explode_ratio: float = 1e4      # stop if an outer mean loss exceeds this x the first one
+    update_mode: str = "sequential"  # sequential: a step per class (papers); summed: one per inner iteration
+    warm_start: int = 0             # steps fitting the container to real images first (warmstart.py)
+    decoder_lr: float = 1.0         # hmn: the decoder's matching rate as a multiple of `lr` (0 freezes it)
+    # add-on loss terms (losses.py)
+    multisize: bool = False         # MDC's adaptive subset loss (multisize.py)
+    mls_interval: int = 50          # MDC's Delta t, in outer iterations (rule: MDC_INTERVAL_SHARE of `outer`)
+    subset_shared: bool = False     # the subset loss also trains shared tiers (HMN decoder...); multisize.py
+    haba_contrast: float = 0.0      # HaBa Sec. 3.2: weight of L_cos (paper 0.1); 0 = off (contrast.py)
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Over-budget condensation, then pruning back by AUM (HMN Algorithm 1; pruning.py)."""
+
+    method: str = "none"            # none | double-end | easy | random
+    over_budget: float = 0.1        # with a method: this much more budget for instance memories
+    betas: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the paper's grid
+    aum_steps: int = 10_000         # training steps of the AUM network
+    aum_every: int = 20             # record margins every this many steps
+    select_steps: int = 10_000      # training steps per beta candidate (val accuracy)
+    protect: int = 0                # never prune the first `protect` instances (raised to the multisize prefix)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How a network is trained on condensed images. `epochs` wins over `steps` when set."""
+
+    steps: int = 1000
+    epochs: int | None = None
+    batch_size: int = 64
+    lr: float = 0.01
+    min_lr: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    width: int = 128
+    depth: int | None = None
+    cutmix_prob: float = 0.5
+    augment: bool = True
+
+    def num_steps(self, n_images: int) -> int:
+        if self.epochs is not None:
+            return self.epochs * max(1, math.ceil(n_images / self.batch_size))
+        return self.steps
+
+
+@dataclass(frozen=True)
+class CondenseConfig:
+    kind: str = "hmn"
+    ipc: float = 1.0                # budget: ipc x classes x C x H x W float32 values
+    preset: str = "quick"
+    seed: int = 0                   # condensation and validation split
+    dataset: str = "digits"         # what the CLI loads (the Python API takes a Dataset)
+    classes: tuple[int, ...] | None = None
+    container: ContainerConfig = field(default_factory=ContainerConfig)
+    match: MatchConfig = field(default_factory=MatchConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    prefix_order: str = "none"      # none | herding (multisize.herding_prefix_order)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+
+PRESETS = ("quick", "paper")
+CHOICES = {"match.optimizer": ("adam", "sgd"), "match.distance": ("mse", "l1"),
+           "match.update_mode": ("sequential", "summed"), "prune.method": ("none", "double-end", "easy", "random"),
+           "prefix_order": ("none", "herding"), "preset": PRESETS}
+MDC_INTERVAL_SHARE = 0.05  # MDC: Delta t = 100 of 2000 outer iterations
+
+# How a result is judged, per preset. quick: 1000 SGD steps (a digits seed in ~15 s on a CPU);
+# paper: HMN paper App. C.2 (2000 epochs, SGD 0.01, momentum 0.9, weight decay 2e-4, cosine to 1e-4).
+EVAL_PRESETS: dict[str, dict[str, Any]] = {"quick": {"steps": 1000}, "paper": {"epochs": 2000, "weight_decay": 2e-4}}
+
+# Schedules every matching kind gets under a preset, by image size. quick: a width-64 matching
+# network, digits-sized (<= 16 px) images 30 x 20 inner iterations (HMN 5 IPC in ~5 min), larger
+# ones 20 x 10 (HMN CIFAR 1 IPC in ~30 min); Adam for every kind (with so few steps IDC's SGD
+# barely moves the pixels); pruning sized for a CPU. paper: the papers' (the dataclass defaults;
+# IDC's SGD schedule is in the pixel kinds' presets, kinds.py).
+SCHEDULES: dict[str, Callable[[tuple], dict]] = {
+    "quick": lambda shape: {
+        "match.outer": 30 if shape[-1] <= 16 else 20, "match.inner": 20 if shape[-1] <= 16 else 10,
+        "match.net_steps": 5, "match.net_width": 64,
+        "prune.betas": (0.0, 0.2, 0.4, 0.6, 0.8), "prune.aum_steps": 600, "prune.select_steps": 400},
+    "paper": lambda shape: {"match.checkpoint_every": 10},
+}
+
+
+def eval_config(preset: str = "quick", **overrides) -> EvalConfig:
+    """The evaluation protocol of `preset`; overrides (None = not given) win."""
+    if preset not in EVAL_PRESETS:
+        raise ConfigError(f"unknown evaluation preset {preset!r}; choose {' or '.join(EVAL_PRESETS)}")
+    return replace(EvalConfig(), **{**EVAL_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}})
+
+
+# --------------------------------------------------------------------------- dotted keys
+
+def leaf_keys(cls=CondenseConfig, prefix: str = "") -> dict[str, Any]:
+    """Every settable dotted key of the tree -> its type annotation."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for f in fields(cls):
+        t = hints[f.name]
+        if is_dataclass(t):
+            out.update(leaf_keys(t, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = t
+    return out
+
+
+LEAVES = leaf_keys()
+
+
+def canonical_key(key: str) -> str:
+    """'match.outer' stays; a unique leaf name ('outer', 'warm-start') is completed; else ConfigError."""
+    key = key.strip().replace("-", "_")
+    if key in LEAVES:
+        return key
+    hits = [k for k in LEAVES if k.rsplit(".", 1)[-1] == key]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise ConfigError(f"{key!r} is ambiguous: say {' or '.join(hits)}")
+    raise ConfigError(f"unknown setting {key!r}; settings are: {', '.join(sorted(LEAVES))}")
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """A value (JSON, or the text of --set) as the type of `key`'s field."""
+    t = LEAVES[key]
+    args = [a for a in typing.get_args(t) if a is not type(None)]
+    optional = type(None) in typing.get_args(t)
+    if isinstance(value, str):
+        text = value.strip()
+        if optional and text.lower() in ("none", "null", ""):
+            return None
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{key} cannot be none")
+    base = typing.get_origin(t) or t
+    if base in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
+        base = typing.get_origin(args[0]) or args[0]
+        args = list(typing.get_args(args[0]))
+    try:
+        if base is tuple:
+            if isinstance(value, str):
+                value = [v for v in value.replace("x", ",").split(",") if v.strip()]
+            if not isinstance(value, (list, tuple)):
+                value = [value]
+            inner = [a for a in args if a is not Ellipsis] or [float]
+            return tuple(inner[0](v) if not isinstance(v, inner[0]) else v for v in value)
+        if base is bool:
+            if isinstance(value, str) and value.lower() in ("true", "yes", "on", "false", "no", "off"):
+                return value.lower() in ("true", "yes", "on")
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if base is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if base is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if base is str:
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    raise ConfigError(f"{key}={value!r}: expected {getattr(t, '__name__', str(t))}")
+
+
+def parse_assignments(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """['match.outer=3', 'prefix_order=none'] -> {'match.outer': 3, 'prefix_order': 'none'}."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        key = canonical_key(k)
+        out[key] = _coerce(key, v)
+    return out
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested dict (a config file) -> dotted keys, each checked and coerced."""
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and f"{prefix}{k}." in {p[:len(prefix) + len(k) + 1] for p in LEAVES}:
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            key = canonical_key(f"{prefix}{k}")
+            out[key] = _coerce(key, v)
+    return out
+
+
+def read_config_file(path) -> dict[str, Any]:
+    """A JSON config file (e.g. a run's config.json) -> dotted keys."""
+    from pathlib import Path
+
+    try:
+        tree = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}") from e
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path} must hold one JSON object")
+    return flatten(tree)
+
+
+def apply(cfg: CondenseConfig, values: dict[str, Any]) -> CondenseConfig:
+    """`cfg` with dotted keys set (values already coerced)."""
+    top: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for key, v in values.items():
+        if "." in key:
+            section, leaf = key.split(".", 1)
+            nested.setdefault(section, {})[leaf] = v
+        else:
+            top[key] = v
+    for section, vals in nested.items():
+        top[section] = replace(getattr(cfg, section), **vals)
+    return replace(cfg, **top)
+
+
+# --------------------------------------------------------------------------- resolution
+
+@dataclass(frozen=True)
+class Shape:
+    """What rules may look at besides the settings: the data's image shape and class count."""
+
+    image_shape: tuple[int, int, int]
+    num_classes: int
+
+
+def resolve_config(kind, ipc: float, *, image_shape, num_classes: int, preset: str = "quick",
+                   overrides: dict[str, Any] | None = None, world_size: int = 1) -> CondenseConfig:
+    """The full settings for condensing `kind` (a kinds.Kind) at `ipc` under `preset`.
+
+    `overrides` are dotted keys (see module docstring) and always win over presets and rules.
+    Validated: unknown values and combinations the kind cannot do raise ConfigError before
+    any work starts.
+    """
+    given = {canonical_key(k): v for k, v in (overrides or {}).items()}
+    given = {k: _coerce(k, v) for k, v in given.items()}
+    preset = given.pop("preset", preset)
+    given.pop("kind", None)
+    given.pop("ipc", None)
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose {' or '.join(PRESETS)}")
+    shape = Shape(tuple(int(s) for s in image_shape), int(num_classes))
+    layers = {**SCHEDULES[preset](shape.image_shape), **{f"eval.{k}": v for k, v in EVAL_PRESETS[preset].items()},
+              **kind.presets.get(preset, {}), **given}
+    cfg = apply(CondenseConfig(kind=kind.name, ipc=float(ipc), preset=preset), layers)
+    derived: dict[str, Any] = {}
+    if "match.mls_interval" not in given:
+        derived["match.mls_interval"] = max(1, round(MDC_INTERVAL_SHARE * cfg.match.outer))
+    if "prefix_order" not in given:
+        derived["prefix_order"] = "herding" if cfg.match.multisize and kind.reorderable else "none"
+    if "match.update_mode" not in given and world_size > 1:
+        derived["match.update_mode"] = "summed"
+    if cfg.container.max_instances == 0:
+        derived["container.max_instances"] = None  # 0 means no cap
+    cfg = apply(cfg, derived)
+    if kind.rule is not None:
+        cfg = kind.rule(cfg, shape, frozenset(given))
+    validate(cfg, kind, world_size)
+    return cfg
+
+
+def validate(cfg: CondenseConfig, kind, world_size: int = 1) -> None:
+    """Refuse values out of range and what `kind` cannot do, with the setting to change."""
+    flat = {k: v for k, v in _flat_values(cfg).items()}
+    for key, choices in CHOICES.items():
+        if flat[key] not in choices:
+            raise ConfigError(f"{key}={flat[key]!r}: choose one of {', '.join(choices)}")
+    m = cfg.match
+    for key in ("match.outer", "match.inner", "match.real_batch", "match.syn_batch", "match.checkpoint_every",
+                "match.mls_interval", "eval.steps"):
+        if flat[key] < 1:
+            raise ConfigError(f"{key} must be >= 1, got {flat[key]}")
+    for key in ("match.net_steps", "match.warm_start", "match.decoder_lr", "match.haba_contrast",
+                "prune.over_budget", "prune.protect"):
+        if flat[key] < 0:
+            raise ConfigError(f"{key} must be >= 0, got {flat[key]}")
+    if cfg.ipc <= 0:
+        raise ConfigError(f"the budget must be positive, got ipc={cfg.ipc:g}")
+    refuse = []
+    if not kind.matched:
+        refuse += [f"{k} (a {kind.name} container is selected, not condensed by matching)" for k, on in
+                   (("match.multisize", m.multisize), ("prune.method", cfg.prune.method != "none"),
+                    ("prefix_order", cfg.prefix_order != "none")) if on]
+    if m.multisize and not kind.multisize:
+        refuse.append("match.multisize (its instances have no per-instance parameters to freeze)")
+    if cfg.prune.method != "none" and not kind.prunable:
+        refuse.append(f"prune.method={cfg.prune.method} (its instances are not independent memories)")
+    if cfg.prefix_order != "none" and not kind.reorderable:
+        refuse.append(f"prefix_order={cfg.prefix_order} (its instances cannot be reordered)")
+    if m.haba_contrast and not kind.contrast:
+        refuse.append("match.haba_contrast (HaBa's adversarial term needs hallucinators)")
+    if m.haba_contrast and m.update_mode != "sequential":
+        refuse.append("match.haba_contrast with match.update_mode=summed (sequential updates only)")
+    if world_size > 1 and m.update_mode != "summed":
+        refuse.append("match.update_mode=sequential across ranks (set match.update_mode=summed)")
+    if refuse:
+        raise ConfigError(f"the {kind.name} container cannot do: " + "; ".join(refuse))
+
+
+def _flat_values(cfg: CondenseConfig) -> dict[str, Any]:
+    out = {}
+    for key in LEAVES:
+        obj: Any = cfg
+        for part in key.split("."):
+            obj = getattr(obj, part)
+        out[key] = obj
+    return out
+
+
+def describe_settings() -> str:
+    """Every settable key with its default, for --help epilogs and docs."""
+    flat = _flat_values(CondenseConfig())
+    return "\n".join(f"  {k} = {json.dumps(v)}" for k, v in flat.items())
