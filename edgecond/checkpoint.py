@@ -26,15 +26,20 @@ def settings(cfg: CondenseConfig, over_budget: float) -> dict:
             "match": d["match"], "over_budget": over_budget}
 
 
-def differences(saved: dict, now: dict) -> list[str]:
-    """Dotted keys whose values differ (a multisize-off run ignores MDC's interval)."""
+def _changed(saved: dict, now: dict) -> list[str]:
     out = []
     for key in sorted(set(saved) | set(now)):
         a, b = saved.get(key), now.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            out += [f"{key}.{k}" for k in differences(a, b)]
+            out += [f"{key}.{k}" for k in _changed(a, b)]
         elif a != b:
             out.append(key)
+    return out
+
+
+def differences(saved: dict, now: dict) -> list[str]:
+    """Dotted keys whose values differ (a multisize-off run ignores MDC's interval)."""
+    out = _changed(saved, now)
     if not now["match"]["multisize"] and not saved.get("match", {}).get("multisize", False):
         out = [k for k in out if k != "match.mls_interval"]
     return out

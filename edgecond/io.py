@@ -47,10 +47,12 @@ class OutputError(OSError):
 
 
 def check_writable(directory: str | os.PathLike) -> Path:
-    """Create `directory` if needed and prove a file can be written there; OutputError says why not.
+    """Prove a file can be written in `directory` (OutputError says why not), leaving nothing behind:
+    folders made for the probe are removed again.
 
     Called before long work starts, so an unwritable --out fails in a second, not after the run."""
-    d = Path(directory)
+    d = Path(directory).absolute()
+    made = [p for p in [d, *d.parents] if not p.exists()]
     try:
         d.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=d, prefix=".edgecond-write-test.")
@@ -58,7 +60,19 @@ def check_writable(directory: str | os.PathLike) -> Path:
         os.unlink(probe)
     except OSError as e:
         raise OutputError(f"cannot write to {d}: {e.strerror or e}") from None
+    finally:
+        for p in made:  # deepest first
+            try:
+                p.rmdir()
+            except OSError:
+                pass
     return d
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _temporary(path: Path) -> str:
@@ -84,6 +98,7 @@ def atomic_write(path: Path, write) -> None:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # writers (safetensors, torch) may have recreated it as 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

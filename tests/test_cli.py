@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from edgecond.cli import main
@@ -36,13 +37,83 @@ def test_clear_errors(tmp_path):
     res = r.invoke(main, ["info", str(junk)])
     assert res.exit_code != 0 and "not a safetensors" in res.output
     res = r.invoke(main, ["condense", "--dataset", "digits", "--ipc", "5", "--container", "hmn",
-                          "--decoder-widths", "wide", "--out", str(tmp_path / "d")])
-    assert res.exit_code != 0 and "64x32" in res.output and not (tmp_path / "d").exists()
+                          "--set", "container.decoder=wide", "--out", str(tmp_path / "d")])
+    assert res.exit_code != 0 and "64x32" in res.output and not (tmp_path / "d" / "container.safetensors").exists()
+    res = r.invoke(main, ["condense", "--ipc", "5", "--set", "match.outr=3", "--out", str(tmp_path / "e")])
+    assert res.exit_code != 0 and "unknown setting 'match.outr'" in res.output
+    # a combination the kind cannot do is refused before any work (idc instances cannot be reordered)
+    res = r.invoke(main, ["condense", "--ipc", "2", "--container", "idc", "--set", "prefix_order=herding",
+                          "--out", str(tmp_path / "f")])
+    assert res.exit_code != 0 and "cannot do" in res.output and "prefix_order" in res.output
 
 
-def test_help_teaches():
+@pytest.mark.parametrize("args", [["condense", "--ipc", "2", "--container", "random", "--out", "/proc/edgecond-x"],
+                                  ["export", "RUN", "--onnx", "/proc/edgecond-x.onnx"]])
+def test_unwritable_output_is_one_clear_line(tmp_path, args):
+    r = CliRunner()
+    run = tmp_path / "run"
+    assert r.invoke(main, ["condense", "--ipc", "2", "--container", "random", "--out", str(run)]).exit_code == 0
+    res = r.invoke(main, [str(run) if a == "RUN" else a for a in args])
+    assert res.exit_code == 1 and "cannot write to /proc" in res.output
+    assert "Traceback" not in res.output and res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_outputs_respect_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        res = CliRunner().invoke(main, ["condense", "--ipc", "2", "--container", "random", "--out", str(tmp_path)])
+    finally:
+        os.umask(old)
+    assert res.exit_code == 0, res.output
+    for f in ("container.safetensors", "report.json", "config.json"):
+        assert (tmp_path / f).stat().st_mode & 0o777 == 0o644, f
+
+
+def test_help_teaches_and_stays_short():
     res = CliRunner().invoke(main, ["condense", "--help"])
-    assert res.exit_code == 0 and "images per class" in res.output
+    assert res.exit_code == 0 and "images per class" in res.output and "--set" in res.output
+    import click
+
+    command = main.get_command(None, "condense")
+    options = [p.name for p in command.params if isinstance(p, click.Option)]
+    assert len(options) <= 14, options  # the rest are settings: --set / --config
+
+
+def test_config_file_reruns_the_same_settings(tmp_path):
+    """config.json of a run, given back with --config, resolves to the same tree; --set still wins."""
+    r = CliRunner()
+    out = tmp_path / "a"
+    res = r.invoke(main, ["condense", "--ipc", "2", "--container", "pixel", "--set", "outer=1", "--set", "inner=1",
+                          "--set", "net_steps=1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    saved = json.loads((out / "config.json").read_text())
+    res = r.invoke(main, ["config", "--config", str(out / "config.json")])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == saved
+    res = r.invoke(main, ["config", "--config", str(out / "config.json"), "--set", "match.inner=3"])
+    assert json.loads(res.stdout)["match"]["inner"] == 3
+    b = tmp_path / "b"
+    assert r.invoke(main, ["condense", "--config", str(out / "config.json"), "--out", str(b)]).exit_code == 0
+    assert load_container(b)[0].state_dict()["pixels"].equal(load_container(out)[0].state_dict()["pixels"])
+
+
+def test_python_api_and_cli_give_the_same_container(digits, tmp_path):
+    """Every default lives in the library: edgecond.condense(...) == `edgecond condense` for the same settings."""
+    from edgecond.condense import condense
+
+    settings = {"match.outer": 1, "match.inner": 1, "match.net_steps": 1, "match.warm_start": 5}
+    api = condense(digits, "hmn", 5, settings=settings, progress=False)
+    out = tmp_path / "cli"
+    res = CliRunner().invoke(main, ["condense", "--ipc", "5", "--out", str(out),
+                                    *[a for k, v in settings.items() for a in ("--set", f"{k}={v}")]])
+    assert res.exit_code == 0, res.output
+    cli, meta = load_container(out)
+    assert api.config.match.multisize and api.config.prefix_order == "herding"  # the library's hmn defaults
+    assert meta["instance_order"] == api.meta["instance_order"]
+    for (name, a), b in zip(api.container.state_dict().items(), cli.state_dict().values()):
+        assert torch.equal(a, b), name
 
 
 @pytest.mark.parametrize("prune", ["random", pytest.param("double-end", marks=pytest.mark.slow)])
@@ -51,7 +122,7 @@ def test_condense_hmn_end_to_end_with_pruning_and_multisize(tmp_path, prune):
     r = CliRunner()
     out = tmp_path / "hmn"
     res = r.invoke(main, ["condense", "--dataset", "digits", "--ipc", "5", "--container", "hmn", "--out", str(out),
-                          "--outer", "2", "--inner", "2", "--prune", prune, "--prefix-order", "herding"])
+                          "--set", "outer=2", "--set", "inner=2", "--set", f"prune.method={prune}"])
     assert res.exit_code == 0, res.output
     figures = ("aum.png", "pruned.png") if prune == "double-end" else ()
     for f in ("container.safetensors", "report.json", "samples.png", "loss.png", *figures):

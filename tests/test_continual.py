@@ -7,7 +7,8 @@ import pytest
 from edgecond.continual.harness import STRATEGIES, ContinualConfig, run_strategy, scores
 from edgecond.continual.scenario import split_classes
 
-TINY = dict(experiences=2, ipc=10, epochs=1, condense_overrides={"outer": 1, "inner": 1, "net_steps": 1})
+TINY = dict(experiences=2, ipc=10, epochs=1,
+            condense_settings={"match.outer": 1, "match.inner": 1, "match.net_steps": 1})
 
 
 @pytest.fixture(scope="module")
@@ -119,12 +120,19 @@ def test_device_budget_schedule_takes_prefixes(four):
 def test_cached_condensations_are_keyed_by_their_settings(four, tmp_path):
     from edgecond.continual.buffers import HMNBuffer
 
-    def digest(**opts):
-        return HMNBuffer(four, 10, tmp_path, 4, condense_options=opts).settings_digest()
+    def digest(preset="quick", **settings):
+        return HMNBuffer(four, 10, tmp_path, 4, preset=preset, settings=settings).settings_digest()
 
-    assert digest(preset="quick") == digest(preset="quick")
-    assert len({digest(preset="quick"), digest(preset="quick", outer=1), digest(preset="quick", warm_start=0),
-                digest(preset="paper")}) == 4
+    assert digest() == digest()
+    assert len({digest(), digest(outer=1), digest(warm_start=0), digest("paper")}) == 4
+
+
+def test_buffers_condense_with_the_library_defaults(four, tmp_path):
+    """The HMN buffers replay prefixes, so they are condensed as `edgecond condense` would: multisize on."""
+    from edgecond.continual.buffers import HMNBuffer
+
+    cfg = HMNBuffer(four, 10, tmp_path, 4).config()
+    assert cfg.match.multisize and cfg.prefix_order == "herding" and cfg.kind == "hmn"
 
 
 def test_shared_hmn_grows_one_model_and_never_changes_earlier_classes(four, tmp_path):
@@ -168,8 +176,7 @@ def test_interrupted_experience_condensation_resumes_from_its_checkpoint(four, t
     from edgecond.continual.buffers import HMNBuffer
     from edgecond.io import load_container
 
-    buf = HMNBuffer(four, 10, tmp_path, 4, condense_options={"outer": 2, "inner": 1, "net_steps": 1,
-                                                              "warm_start": 0})
+    buf = HMNBuffer(four, 10, tmp_path, 4, settings={"outer": 2, "inner": 1, "net_steps": 1, "warm_start": 0})
     onnx_path, _ = buf.condense_experience([0, 1])
     run = onnx_path.with_suffix("")
     first, _ = load_container(run)

@@ -10,7 +10,8 @@ import torch
 from edgecond.io import load_container
 
 ARGS = ["condense", "--dataset", "digits", "--classes", "0,1,2,3", "--ipc", "10", "--container", "hmn",
-        "--update-mode", "summed", "--outer", "2", "--inner", "2", "--checkpoint-every", "1", "--threads", "1"]
+        "--set", "update_mode=summed", "--set", "outer=2", "--set", "inner=2", "--set", "checkpoint_every=1",
+        "--threads", "1"]
 
 
 def _run(args, nproc=1, env=None):
@@ -57,12 +58,13 @@ def test_dead_rank_stops_the_job_and_resume_completes(tmp_path):
 
 
 def test_summed_mode_single_process_is_deterministic(digits, tmp_path):
-    from edgecond.matching import Matcher, init_container, match_config
+    from edgecond.matching import Matcher
+    from helpers import build, cfg_for
 
-    cfg = match_config("quick", "hmn", digits.image_shape, outer=1, inner=2, net_steps=1, update_mode="summed")
+    cfg = cfg_for("hmn", settings={"outer": 1, "inner": 2, "net_steps": 1, "update_mode": "summed"})
     runs = []
     for _ in range(2):
-        c = init_container("hmn", digits, 5, seed=0)
+        c = build("hmn", digits, 5)
         Matcher(c, digits, cfg).run(progress=False)
         runs.append(c.state_dict())
     for x, y in zip(runs[0].values(), runs[1].values()):

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from edgecond.augment import Augment, cutmix
@@ -23,12 +24,24 @@ def test_augmentation_is_differentiable_and_seeded():
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
-def test_cutmix_mixes_labels():
-    x, y = torch.randn(8, 3, 8, 8), torch.arange(8)
+def test_cutmix_mixes_images_and_labels_in_proportion():
+    """Each image i takes a box from image yb[i]; lam is exactly the share of its own pixels."""
+    x, y = torch.randn(8, 3, 16, 16), torch.arange(8)  # label i = index i, so yb says where pixels came from
     g = torch.Generator().manual_seed(1)
-    for _ in range(10):
+    mixed = 0
+    for _ in range(20):
         xm, ya, yb, lam = cutmix(x, y, generator=g, prob=1.0)
         assert 0 <= lam <= 1 and torch.equal(ya, y)
+        own = (xm == x).all(dim=1).float()  # (N, H, W): pixel kept from the image itself
+        other = (xm == x[yb]).all(dim=1).float()
+        assert torch.all((own + other) >= 1)  # every pixel comes from one of the two
+        moved = [i for i in range(8) if yb[i] != i]
+        for i in moved:
+            assert own[i].mean().item() == pytest.approx(lam)
+        mixed += lam < 1 and bool(moved)
+    assert mixed >= 10  # not an identity: most draws paste a real box
+    xm, ya, yb, lam = cutmix(x, y, generator=g, prob=0.0)
+    assert lam == 1.0 and torch.equal(xm, x) and torch.equal(yb, y)
 
 
 def test_random_coreset_learns_digits(digits):

@@ -13,10 +13,10 @@ import torch
 from click.testing import CliRunner
 
 from edgecond.condense import condense
-from edgecond.containers import CONTAINER_CLASSES
 from edgecond.export import export_onnx
 from edgecond.io import save_container
-from edgecond.matching import init_container
+from edgecond.kinds import names
+from helpers import build
 from edgecond_device import ModelError, Regenerator, to_uint8
 from edgecond_device.cli import main as device_main
 
@@ -27,7 +27,7 @@ def _container(kind, digits):
     if kind in ("random", "herding"):
         return condense(digits, kind, 2, progress=False)
     res = condense(digits, "random", 2, progress=False)  # borrow its meta
-    cont = init_container(kind, digits, 5 if kind == "hmn" else 2, seed=0)
+    cont = build(kind, digits, 5 if kind == "hmn" else 2)
     return type(res)(cont.eval(), {**res.meta, "kind": kind, "budget_ipc": 5 if kind == "hmn" else 2,
                                    "budget_floats": (5 if kind == "hmn" else 2) * 640,
                                    "instance_order": None})
@@ -36,7 +36,7 @@ def _container(kind, digits):
 @pytest.fixture(scope="module")
 def exported(digits, tmp_path_factory):
     out = {}
-    for kind in CONTAINER_CLASSES:
+    for kind in names():
         d = tmp_path_factory.mktemp(f"onnx-{kind}")
         res = _container(kind, digits)
         src = save_container(d, res.container, res.meta)
@@ -45,7 +45,7 @@ def exported(digits, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("kind", sorted(CONTAINER_CLASSES))
+@pytest.mark.parametrize("kind", names())
 def test_device_images_equal_evaluation_images(exported, kind):
     res, path, summary = exported[kind]
     assert summary["max_abs_error"] <= 1e-5
@@ -56,7 +56,7 @@ def test_device_images_equal_evaluation_images(exported, kind):
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 
 
-@pytest.mark.parametrize("kind", sorted(CONTAINER_CLASSES))
+@pytest.mark.parametrize("kind", names())
 def test_prefix_and_metadata_survive_export(exported, kind):
     res, path, _ = exported[kind]
     r = Regenerator(path)
@@ -73,7 +73,7 @@ def test_prefix_and_metadata_survive_export(exported, kind):
 
 def test_model_size_tracks_budget(digits, tmp_path):
     """fp32 model bytes = stored floats x 4 + a fixed overhead; fp16 about half the tensor bytes."""
-    cont = init_container("hmn", digits, 10, seed=0)
+    cont = build("hmn", digits, 10)
     meta = {"classes": digits.classes, "image_shape": [1, 8, 8], "mean": digits.mean, "std": digits.std,
             "budget_ipc": 10, "budget_floats": 6400, "kind": "hmn"}
     s32 = export_onnx(cont, meta, tmp_path / "a.onnx")

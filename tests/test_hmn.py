@@ -7,10 +7,10 @@ import torch
 
 from edgecond.budget import DECODER_LADDER, TABLE7, BudgetError, solve_hmn
 from edgecond.containers.hmn import HMN
-from edgecond.matching import (QUICK_WARM_START, WIDE_DECODER_SCHEDULE, ConvergenceError, Matcher, hmn_shape,
-                               init_container, match_config)
-
-TINY = dict(outer=2, inner=2, net_steps=1, real_batch=16, syn_batch=16, net_width=16, checkpoint_every=1)
+from edgecond.config import ConfigError, Shape
+from edgecond.kinds import QUICK_WARM_START, WIDE_DECODER_SCHEDULE, hmn_shape
+from edgecond.matching import ConvergenceError, Matcher
+from helpers import build, cfg_for, tiny
 
 
 @pytest.mark.parametrize("key", sorted(TABLE7))
@@ -59,10 +59,10 @@ def test_instance_cap_widens_memories_within_budget(image_shape, classes, ipc):
 
 
 def test_quick_hmn_caps_instances_at_the_matching_batch():
-    cfg = match_config("quick", "hmn", (3, 32, 32))
-    assert cfg.max_instances == cfg.syn_batch
-    assert match_config("quick", "hmn", (3, 32, 32), max_instances=0).max_instances is None
-    assert match_config("paper", "hmn", (3, 32, 32)).max_instances is None
+    cfg = cfg_for("hmn", (3, 32, 32))
+    assert cfg.container.max_instances == cfg.match.syn_batch
+    assert cfg_for("hmn", (3, 32, 32), settings={"max_instances": 0}).container.max_instances is None
+    assert cfg_for("hmn", (3, 32, 32), preset="paper").container.max_instances is None
 
 
 def test_solver_refuses_clearly():
@@ -106,28 +106,33 @@ def test_capped_surplus_widens_the_decoder_within_budget(image_shape, classes, i
 
 
 def test_decoder_rules_reach_every_hmn_shape():
-    quick = match_config("quick", "hmn", (3, 32, 32))
-    assert hmn_shape((3, 32, 32), 10, 10, quick).hidden == (64, 32)  # the capped surplus widens the decoder
-    assert hmn_shape((3, 32, 32), 10, 1, quick).hidden == (10, 6)  # the cap does not bind at 1 IPC
-    tiers = replace(quick, widen_decoder=False)
-    assert hmn_shape((3, 32, 32), 10, 10, tiers).hidden == (10, 6)
-    assert hmn_shape((3, 32, 32), 10, 10, replace(quick, decoder_widths=(32, 16))).hidden == (32, 16)
-    assert hmn_shape((3, 32, 32), 10, 10, match_config("paper", "hmn", (3, 32, 32))).instances == 278
+    cifar = Shape((3, 32, 32), 10)
+
+    def shape(ipc, preset="quick", **settings):
+        return hmn_shape(cifar, cfg_for("hmn", (3, 32, 32), 10, ipc, preset, settings))
+
+    assert shape(10).hidden == (64, 32)  # the capped surplus widens the decoder
+    assert shape(1).hidden == (10, 6)  # the cap does not bind at 1 IPC
+    assert shape(10, decoder="tiers").hidden == (10, 6)
+    assert shape(10, decoder="32x16").hidden == (32, 16)
+    assert shape(10, preset="paper").instances == 278
+    with pytest.raises(ConfigError, match="widths"):
+        shape(10, decoder="wide")
 
 
 def test_a_wide_decoder_gets_the_wide_schedule_unless_told_otherwise():
-    wide = match_config("quick", "hmn", (3, 32, 32), 10, 10)
-    assert (wide.warm_start, wide.decoder_lr) == (WIDE_DECODER_SCHEDULE["warm_start"], 0.0)
-    for narrow in (match_config("quick", "hmn", (3, 32, 32), 10, 1),  # the cap does not bind
-                   match_config("quick", "hmn", (3, 32, 32), 10, 10, widen_decoder=False),  # --decoder-widths tiers
-                   match_config("quick", "hmn", (1, 8, 8), 10, 5)):
-        assert (narrow.warm_start, narrow.decoder_lr) == (QUICK_WARM_START, 1.0)
-    explicit = match_config("quick", "hmn", (3, 32, 32), 10, 1, decoder_widths=(16, 8))  # wider than 1 IPC's tiers
-    assert explicit.decoder_lr == 0.0
-    told = match_config("quick", "hmn", (3, 32, 32), 10, 10, warm_start=500, decoder_lr=0.5)
-    assert (told.warm_start, told.decoder_lr) == (500, 0.5)
-    assert match_config("paper", "hmn", (3, 32, 32), 10, 10).decoder_lr == 1.0
-    assert match_config("quick", "pixel", (3, 32, 32), 10, 10).decoder_lr == 1.0
+    def schedule(image_shape=(3, 32, 32), ipc=10, kind="hmn", preset="quick", **settings):
+        m = cfg_for(kind, image_shape, 10, ipc, preset, settings).match
+        return m.warm_start, m.decoder_lr
+
+    assert schedule() == (WIDE_DECODER_SCHEDULE["match.warm_start"], 0.0)
+    assert schedule(ipc=1) == (QUICK_WARM_START, 1.0)  # the cap does not bind
+    assert schedule(decoder="tiers") == (QUICK_WARM_START, 1.0)
+    assert schedule((1, 8, 8), 5) == (QUICK_WARM_START, 1.0)
+    assert schedule(ipc=1, decoder="16x8")[1] == 0.0  # explicit widths wider than 1 IPC's tiers
+    assert schedule(warm_start=500, decoder_lr=0.5) == (500, 0.5)  # explicit settings win
+    assert schedule(preset="paper") == (0, 1.0)
+    assert schedule(kind="pixel") == (0, 1.0)
 
 
 def test_over_budget_adds_instances_only():
@@ -138,7 +143,7 @@ def test_over_budget_adds_instances_only():
 
 @pytest.mark.parametrize("kind", ["hmn", "pixel", "idc", "haba"])
 def test_image_depends_on_its_index_alone(digits, kind):
-    cont = init_container(kind, digits, 5, seed=0)
+    cont = build(kind, digits, 5)
     k = cont.instances_per_class
     with torch.no_grad():
         full, labels = cont.images()
@@ -153,14 +158,14 @@ def test_image_depends_on_its_index_alone(digits, kind):
 
 def test_budgets_of_matching_containers(digits):
     for kind in ("pixel", "idc"):
-        assert init_container(kind, digits, 3, 0).stored_floats() == 3 * 10 * 64
-    assert init_container("hmn", digits, 5, 0).stored_floats() <= 5 * 10 * 64
-    with pytest.raises(ValueError, match="whole number"):
-        init_container("pixel", digits, 2.5, 0)
+        assert build(kind, digits, 3).stored_floats() == 3 * 10 * 64
+    assert build("hmn", digits, 5).stored_floats() <= 5 * 10 * 64
+    with pytest.raises(ConfigError, match="whole number"):
+        build("pixel", digits, 2.5)
 
 
 def test_idc_crop_order(digits):
-    cont = init_container("idc", digits, 2, 0)
+    cont = build("idc", digits, 2)
     n = 2
     with torch.no_grad():
         # instance i is crop i // n of stored image i % n: instance 1 is stored image 1's top-left
@@ -172,8 +177,8 @@ def test_idc_crop_order(digits):
 
 
 def test_short_run_lowers_matching_loss(digits):
-    cont = init_container("hmn", digits, 5, seed=0)
-    m = Matcher(cont, digits, match_config("quick", "hmn", digits.image_shape, outer=4, inner=3, net_steps=1))
+    cont = build("hmn", digits, 5)
+    m = Matcher(cont, digits, cfg_for("hmn", settings={"outer": 4, "inner": 3, "net_steps": 1}))
     losses = m.run(progress=False)
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < 0.7 * losses[0]
@@ -181,14 +186,14 @@ def test_short_run_lowers_matching_loss(digits):
 
 @pytest.mark.parametrize("kind,extra", [("hmn", {}), ("haba", {"haba_contrast": 0.1})])
 def test_resume_equals_uninterrupted(digits, tmp_path, kind, extra):
-    cfg = match_config("quick", kind, digits.image_shape, **TINY, **extra)
-    straight = init_container(kind, digits, 5, seed=1)
-    Matcher(straight, digits, cfg, seed=1).run(progress=False)
+    cfg = tiny(kind, digits, seed=1, **extra)
+    straight = build(kind, digits, 5, seed=1)
+    Matcher(straight, digits, cfg).run(progress=False)
 
-    first = init_container(kind, digits, 5, seed=1)
-    Matcher(first, digits, cfg, seed=1, out=tmp_path).run(progress=False, stop_after=1)
-    resumed = init_container(kind, digits, 5, seed=1)
-    m = Matcher(resumed, digits, cfg, seed=1, out=tmp_path)
+    first = build(kind, digits, 5, seed=1)
+    Matcher(first, digits, cfg, out=tmp_path).run(progress=False, stop_after=1)
+    resumed = build(kind, digits, 5, seed=1)
+    m = Matcher(resumed, digits, cfg, out=tmp_path)
     assert m.load_checkpoint() and m.start == 1
     m.run(progress=False)
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
@@ -196,18 +201,18 @@ def test_resume_equals_uninterrupted(digits, tmp_path, kind, extra):
 
 
 def test_checkpoint_from_other_settings_is_refused(digits, tmp_path):
-    cfg = match_config("quick", "pixel", digits.image_shape, **TINY)
-    Matcher(init_container("pixel", digits, 1, 0), digits, cfg, out=tmp_path).run(progress=False, stop_after=1)
-    other = match_config("quick", "pixel", digits.image_shape, **{**TINY, "inner": 3})
-    with pytest.raises(ValueError, match="other settings"):
-        Matcher(init_container("pixel", digits, 1, 0), digits, other, out=tmp_path).load_checkpoint()
+    cfg = tiny("pixel", digits, 1)
+    Matcher(build("pixel", digits, 1), digits, cfg, out=tmp_path).run(progress=False, stop_after=1)
+    other = tiny("pixel", digits, 1, match__inner=3)
+    with pytest.raises(ValueError, match=r"other settings \(match.inner\)"):
+        Matcher(build("pixel", digits, 1), digits, other, out=tmp_path).load_checkpoint()
 
 
 def test_nan_stops_with_clear_message(digits, tmp_path):
-    cont = init_container("hmn", digits, 5, seed=0)
+    cont = build("hmn", digits, 5)
     with torch.no_grad():
         cont.class_memory[0, 0, 0, 0] = float("nan")
-    m = Matcher(cont, digits, match_config("quick", "hmn", digits.image_shape, **TINY), out=tmp_path)
+    m = Matcher(cont, digits, tiny("hmn", digits), out=tmp_path)
     with pytest.raises(ConvergenceError, match="became nan at outer iteration 1"):
         m.run(progress=False)
 
@@ -229,20 +234,19 @@ def test_haba_counts_hallucinators_in_the_budget(image_shape, ipc):
 
 
 def test_haba_contrast_moves_the_container_and_refuses_other_kinds(digits):
-    cfg = match_config("quick", "haba", digits.image_shape, **TINY)
-    plain, contrast = init_container("haba", digits, 5, 0), init_container("haba", digits, 5, 0)
-    Matcher(plain, digits, cfg).run(progress=False)
-    losses = Matcher(contrast, digits, replace(cfg, haba_contrast=0.1)).run(progress=False)
+    plain, contrast = build("haba", digits, 5), build("haba", digits, 5)
+    Matcher(plain, digits, tiny("haba", digits)).run(progress=False)
+    losses = Matcher(contrast, digits, tiny("haba", digits, haba_contrast=0.1)).run(progress=False)
     assert all(torch.isfinite(torch.tensor(losses)))
     assert not torch.equal(plain.dec_weight, contrast.dec_weight)  # the cosine term reached the hallucinators
-    with pytest.raises(ValueError, match="needs --container haba"):
-        Matcher(init_container("pixel", digits, 2, 0), digits, replace(cfg, haba_contrast=0.1))
-    with pytest.raises(ValueError, match="sequential"):
-        Matcher(init_container("haba", digits, 5, 0), digits, replace(cfg, haba_contrast=0.1, update_mode="summed"))
+    with pytest.raises(ConfigError, match="haba_contrast"):  # refused before anything is built
+        tiny("pixel", digits, 2, haba_contrast=0.1)
+    with pytest.raises(ConfigError, match="sequential"):
+        tiny("haba", digits, haba_contrast=0.1, update_mode="summed")
 
 
 def test_haba_starts_as_its_bases(digits):
-    cont = init_container("haba", digits, 5, seed=0)
+    cont = build("haba", digits, 5)
     with torch.no_grad():
         x = cont.generate(torch.tensor([4, 4]), torch.tensor([0, cont.n_bases]))  # basis 0 via hallucinators 0 and 1
     assert torch.allclose(x[0], cont.bases[4, 0]) and torch.allclose(x[1], cont.bases[4, 0])
@@ -250,9 +254,9 @@ def test_haba_starts_as_its_bases(digits):
 
 @pytest.mark.parametrize("kind", ["pixel", "idc", "haba"])
 def test_every_matched_container_learns(digits, kind):
-    cont = init_container(kind, digits, 5, seed=0)
+    cont = build(kind, digits, 5)
     before = {k: v.clone() for k, v in cont.state_dict().items()}
-    m = Matcher(cont, digits, match_config("quick", kind, digits.image_shape, **TINY))
+    m = Matcher(cont, digits, tiny(kind, digits))
     losses = m.run(progress=False)
     assert all(torch.isfinite(torch.tensor(losses)))
     changed = [k for k, v in cont.state_dict().items() if not torch.equal(v, before[k])]
@@ -278,12 +282,12 @@ def test_grown_hmn_keeps_every_parts_images_and_refuses_foreign_decoders():
 
 
 def test_decoder_lr_zero_matches_the_memories_only(digits):
-    cfg = match_config("quick", "hmn", digits.image_shape, **TINY, decoder_lr=0.0)
-    cont = init_container("hmn", digits, 5, seed=0)
+    cfg = tiny("hmn", digits, decoder_lr=0.0)
+    cont = build("hmn", digits, 5)
     dec = {k: v.clone() for k, v in cont.decoder.state_dict().items()}
     mem = cont.instance_memory.detach().clone()
     Matcher(cont, digits, cfg).run(progress=False)
     assert all(torch.equal(dec[k], v) for k, v in cont.decoder.state_dict().items())
     assert not torch.equal(mem, cont.instance_memory)
-    with pytest.raises(ValueError, match="decoder-lr"):
-        Matcher(init_container("hmn", digits, 5, seed=0), digits, replace(cfg, decoder_lr=-1.0))
+    with pytest.raises(ConfigError, match="decoder_lr"):
+        tiny("hmn", digits, decoder_lr=-1.0)

@@ -1,11 +1,14 @@
 import torch
 
-from edgecond.matching import Matcher, init_container, match_config
 from edgecond.coreset import herding_order
-from edgecond.multisize import MLSState, frozen_size, herding_prefix_order, prefix_distances, select_mls
+from edgecond.matching import Matcher
+from edgecond.multisize import MLSState, SubsetLoss, frozen_size, herding_prefix_order, prefix_distances, select_mls
+from helpers import build, tiny
 
-TINY = dict(outer=4, inner=2, net_steps=1, real_batch=16, syn_batch=16, net_width=16, checkpoint_every=1,
-            multisize=True, mls_interval=1)
+
+
+def subset_loss(m: Matcher) -> SubsetLoss:
+    return next(t for t in m.terms if isinstance(t, SubsetLoss))
 
 
 def test_prefix_distances_match_definition():
@@ -32,9 +35,9 @@ def test_mls_selection_follows_rate_of_change():
 
 
 def test_freezing_keeps_frozen_instances_unchanged_when_mls_grows(digits):
-    cont = init_container("pixel", digits, 6, seed=0)
-    m = Matcher(cont, digits, match_config("quick", "pixel", digits.image_shape, **TINY))
-    m.mls.frozen, m.mls.mls = [2], 4  # the MLS grew from 2 to 4: S_[2] is frozen
+    cont = build("pixel", digits, 6)
+    m = Matcher(cont, digits, tiny("pixel", digits, 6, multisize=True))
+    subset_loss(m).mls.frozen, subset_loss(m).mls.mls = [2], 4  # the MLS grew from 2 to 4: S_[2] is frozen
     before = cont.pixels.detach().clone()
     m.outer_iteration(0)
     after = cont.pixels.detach()
@@ -43,9 +46,9 @@ def test_freezing_keeps_frozen_instances_unchanged_when_mls_grows(digits):
 
 
 def test_hmn_freezes_instance_memories_only(digits):
-    cont = init_container("hmn", digits, 5, seed=0)
-    m = Matcher(cont, digits, match_config("quick", "hmn", digits.image_shape, **TINY))
-    m.mls.frozen, m.mls.mls = [1], 3
+    cont = build("hmn", digits, 5)
+    m = Matcher(cont, digits, tiny("hmn", digits))
+    subset_loss(m).mls.frozen, subset_loss(m).mls.mls = [1], 3
     inst, dec = cont.instance_memory.detach().clone(), cont.decoder[0].weight.detach().clone()
     m.outer_iteration(0)
     assert torch.equal(cont.instance_memory[:, :1], inst[:, :1])
@@ -54,18 +57,19 @@ def test_hmn_freezes_instance_memories_only(digits):
 
 
 def test_multisize_run_records_mls_and_resumes(digits, tmp_path):
-    cfg = match_config("quick", "hmn", digits.image_shape, **TINY)
-    a = init_container("hmn", digits, 5, seed=2)
-    ma = Matcher(a, digits, cfg, seed=2)
+    cfg = tiny("hmn", digits, seed=2, outer=4, mls_interval=1)
+    a = build("hmn", digits, 5, seed=2)
+    ma = Matcher(a, digits, cfg)
     ma.run(progress=False)
-    assert len(ma.mls.history) == 4 and all(1 <= h[1] <= ma.mls.candidates for h in ma.mls.history)
-    b = init_container("hmn", digits, 5, seed=2)
-    Matcher(b, digits, cfg, seed=2, out=tmp_path).run(progress=False, stop_after=2)
-    c = init_container("hmn", digits, 5, seed=2)
-    mc = Matcher(c, digits, cfg, seed=2, out=tmp_path)
+    mls = subset_loss(ma).mls
+    assert len(mls.history) == 4 and all(1 <= h[1] <= mls.candidates for h in mls.history)
+    b = build("hmn", digits, 5, seed=2)
+    Matcher(b, digits, cfg, out=tmp_path).run(progress=False, stop_after=2)
+    c = build("hmn", digits, 5, seed=2)
+    mc = Matcher(c, digits, cfg, out=tmp_path)
     assert mc.load_checkpoint()
     mc.run(progress=False)
-    assert mc.mls.history == ma.mls.history
+    assert subset_loss(mc).mls.history == mls.history
     for x, y in zip(a.state_dict().values(), c.state_dict().values()):
         assert torch.equal(x, y)
 
@@ -81,10 +85,10 @@ def test_subset_sizes():
 
 def test_hmn_subset_loss_trains_the_subsets_own_memories_only(digits):
     from edgecond.augment import Augment
-    from edgecond.matching import class_step_loss
+    from edgecond.losses import class_step_loss
     from edgecond.models import build_convnet
 
-    cont = init_container("hmn", digits, 5, seed=0)
+    cont = build("hmn", digits, 5)
     net = build_convnet(digits.image_shape, digits.num_classes, width=16)
     real, subset = digits.class_images(3)[:16], torch.arange(2)
     # the same images either way: generate_own only detaches
@@ -114,7 +118,7 @@ def test_herding_order_continues_a_fixed_start_towards_a_target():
 
 
 def test_herding_prefix_order_keeps_the_trained_prefix(digits):
-    cont = init_container("hmn", digits, 5, seed=0)
+    cont = build("hmn", digits, 5)
     order = herding_prefix_order(cont, digits, protect=2, feature_steps=10)
     n = cont.instances_per_class
     assert order.shape == (digits.num_classes, n)

@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from edgecond.budget import solve_hmn
-from edgecond.matching import init_container
-from edgecond.pruning import PruneConfig, keep_indices, margins, prune_container
+from helpers import build
+from edgecond.config import PruneConfig
+from edgecond.pruning import keep_indices, margins, prune_container
 
-FAST = PruneConfig(betas=(0.0, 0.5), aum_steps=40, aum_every=10, select_steps=30)
+FAST = PruneConfig(method="double-end", betas=(0.0, 0.5), aum_steps=40, aum_every=10, select_steps=30)
 
 
 def test_margin_is_assigned_minus_best_other():
@@ -32,7 +33,7 @@ def test_double_end_drops_both_ends_in_order():
 
 @pytest.fixture(scope="module")
 def pruned(digits):
-    over = init_container("hmn", digits, 5, seed=0, over_budget=0.1)
+    over = build("hmn", digits, 5, over_budget=0.1)
     before = over.instances_per_class
     target = solve_hmn(digits.image_shape, digits.num_classes, 5).instances
     # beta selection must work without the test split: take it away
@@ -57,7 +58,7 @@ def test_beta_chosen_on_validation_only(pruned):
 
 
 def test_pruning_keeps_survivors_unchanged(digits):
-    over = init_container("hmn", digits, 5, seed=0, over_budget=0.1)
+    over = build("hmn", digits, 5, over_budget=0.1)
     with torch.no_grad():
         full, _ = over.images()
     n = over.instances_per_class

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from edgecond.matching import init_container, match_config
+from helpers import build, cfg_for
 from edgecond.warmstart import real_targets, warm_start
 
 
@@ -13,13 +13,13 @@ def _mse_to_targets(cont, digits, seed):
 
 
 def test_warm_start_fits_real_targets_deterministically(digits):
-    a = init_container("hmn", digits, 2, seed=3)
+    a = build("hmn", digits, 2, seed=3)
     before = _mse_to_targets(a, digits, seed=3)
     report = warm_start(a, digits, 200, seed=3)
     after = _mse_to_targets(a, digits, seed=3)
     assert after < 0.5 * before
     assert report["mse_last"] < report["mse_first"]
-    b = init_container("hmn", digits, 2, seed=3)
+    b = build("hmn", digits, 2, seed=3)
     warm_start(b, digits, 200, seed=3)
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(p, q), name
@@ -33,7 +33,7 @@ def test_targets_cover_a_class_before_repeating(digits):
 
 
 def test_zero_steps_changes_nothing_and_negative_is_refused(digits):
-    cont = init_container("hmn", digits, 2, seed=0)
+    cont = build("hmn", digits, 2)
     before = {k: v.clone() for k, v in cont.state_dict().items()}
     assert warm_start(cont, digits, 0) == {"steps": 0}
     assert all(torch.equal(before[k], v) for k, v in cont.state_dict().items())
@@ -42,7 +42,7 @@ def test_zero_steps_changes_nothing_and_negative_is_refused(digits):
 
 
 def test_only_quick_hmn_warm_starts_by_default(digits):
-    assert match_config("quick", "hmn", digits.image_shape).warm_start > 0
-    assert match_config("paper", "hmn", digits.image_shape).warm_start == 0
-    assert match_config("quick", "pixel", digits.image_shape).warm_start == 0
-    assert match_config("quick", "hmn", digits.image_shape, warm_start=0).warm_start == 0
+    assert cfg_for("hmn").match.warm_start > 0
+    assert cfg_for("hmn", preset="paper").match.warm_start == 0
+    assert cfg_for("pixel").match.warm_start == 0
+    assert cfg_for("hmn", settings={"match.warm_start": 0}).match.warm_start == 0
