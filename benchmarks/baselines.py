@@ -12,7 +12,8 @@ from __future__ import annotations
 from common import fmt, parse, parser, short, write
 from edgecond.condense import condense
 from edgecond.data import load_dataset
-from edgecond.evaluation import eval_config, evaluate_images
+from edgecond.config import eval_config
+from edgecond.evaluation import evaluate_images
 
 IPCS = {"digits": [1, 5, 10], "cifar10_mini": [1, 10, 50]}
 

@@ -25,12 +25,13 @@ import time
 
 import torch
 
-from common import RESULTS, fmt, parse, parser, short, write
+from common import RESULTS, cached_rows, fmt, parse, parser, short, write
 from edgecond.budget import solve_hmn
 from edgecond.containers.hmn import HMN
 from edgecond.data import load_dataset
-from edgecond.evaluation import eval_config, evaluate_images
-from edgecond.matching import match_config
+from edgecond.condense import settings_for
+from edgecond.config import eval_config
+from edgecond.evaluation import evaluate_images
 from edgecond.warmstart import warm_start, warm_start_targets
 
 IPCS = {"digits": [5], "cifar10_mini": [10]}
@@ -39,7 +40,7 @@ CONFIGS = "real,default:1000,default:4000,32x16:4000,64x32:4000"
 
 def hmn_for(data, ipc: float, widths: tuple[int, ...] | None, seed: int = 0) -> HMN:
     """The quick preset's HMN shape for `data` at `ipc`, with decoder widths `widths` (None: the solver's)."""
-    cap = match_config("quick", "hmn", data.image_shape).max_instances
+    cap = settings_for(data, "hmn", ipc).container.max_instances
     shape = solve_hmn(data.image_shape, data.num_classes, ipc, max_instances=cap, hidden=widths)
     hmn = HMN(**shape.hmn_kwargs())
     hmn.init_memories(torch.Generator().manual_seed(seed))
@@ -47,7 +48,7 @@ def hmn_for(data, ipc: float, widths: tuple[int, ...] | None, seed: int = 0) -> 
 
 
 def run_config(data, ipc: float, config: str, seeds: int) -> dict:
-    cap = match_config("quick", "hmn", data.image_shape).max_instances
+    cap = settings_for(data, "hmn", ipc).container.max_instances
     row: dict = {"dataset": short(data.name), "ipc": ipc, "config": config}
     if config == "real":
         n = solve_hmn(data.image_shape, data.num_classes, ipc, max_instances=cap).instances
@@ -71,12 +72,6 @@ def run_config(data, ipc: float, config: str, seeds: int) -> dict:
     return row
 
 
-def cached_rows() -> dict:
-    path = RESULTS / "capacity.json"
-    rows = json.loads(path.read_text())["rows"] if path.is_file() else []
-    return {(r["dataset"], r["ipc"], r["config"]): r for r in rows}
-
-
 def table(rows: list[dict]) -> str:
     lines = ["| dataset | IPC | config (decoder widths : warm-start steps) | images/class | instance channels "
              "| decoder / stored floats | reconstruction MSE | test accuracy (%) | seeds |",
@@ -94,7 +89,7 @@ def main() -> None:
     ap.add_argument("--ipcs", default=None)
     ap.add_argument("--configs", default=CONFIGS, help="comma-separated: real or WIDTHS:STEPS, e.g. 32x16:4000")
     args = parse(ap)
-    rows = cached_rows()
+    rows = cached_rows("capacity", "dataset", "ipc", "config")
     for name in args.datasets:
         data = load_dataset(name)
         for ipc in [float(v) for v in args.ipcs.split(",")] if args.ipcs else IPCS[short(name)]:

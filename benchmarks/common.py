@@ -1,4 +1,5 @@
-"""Shared plumbing for the benchmark recipes: machine facts, result files, markdown tables."""
+"""Shared plumbing for the benchmark recipes: machine facts, named variants, condensation runs, the
+result cache, markdown tables. Recipes use edgecond's public API only (the CLI and `edgecond.*`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +17,58 @@ import torch
 from edgecond.io import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
+RUNS = Path(__file__).resolve().parent / "runs"
+CORESETS = ("random", "herding")
+
+# Every container in a comparison is condensed plainly: the same gradient-matching loss for all
+# (the HMN paper's Table 3) -- no multisize loss, no pruning, the condensation's own instance order.
+PLAIN = {"match.multisize": False, "prune.method": "none", "prefix_order": "none"}
+
+# Named variants: a kind plus config settings (`edgecond condense --container KIND --set KEY=VALUE`).
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "haba-contrast": ("haba", {"match.haba_contrast": 0.1}),  # HaBa's lambda_cos
+    # the HMN paper's random initialisation and Table 7 shapes instead of the quick warm start and cap
+    "hmn-cold": ("hmn", {"match.warm_start": 0, "container.max_instances": 0}),
+    "hmn-dectiers": ("hmn", {"container.decoder": "tiers"}),  # the solver's decoder; the cap's surplus widens memories
+    "hmn-dec64x32-ws1000-dlr1": ("hmn", {"container.decoder": "64x32", "match.warm_start": 1000,
+                                         "match.decoder_lr": 1.0}),
+    "hmn-dec64x32-ws4000-dlr1": ("hmn", {"container.decoder": "64x32", "match.warm_start": 4000,
+                                         "match.decoder_lr": 1.0}),
+    "hmn-dec64x32-ws4000-dlr0": ("hmn", {"container.decoder": "64x32", "match.warm_start": 4000,
+                                         "match.decoder_lr": 0.0}),
+    "hmn-shared": ("hmn", {"match.subset_shared": True}),  # with multisize: the subset loss trains shared tiers
+}
+
+
+def variant(name: str) -> tuple[str, dict]:
+    """(kind, settings) of a named variant or a plain kind."""
+    return VARIANTS.get(name, (name, {}))
+
+
+def condense_run(dataset: str, name: str, ipc: float, seed: int, threads: int, multisize: bool = False) -> dict:
+    """Condense (or reuse) benchmarks/runs/<dataset>-<name>[-ms]-ipc<ipc>-s<seed> with `edgecond condense`
+    in its own process (so its wall time and peak RSS are its own); returns its report with "dir".
+
+    Plain (PLAIN) by default; multisize=True adds MDC's subset loss (benchmarks/multisize.py).
+    An interrupted condensation resumes from its checkpoint."""
+    out = RUNS / f"{short(dataset)}-{name}{'-ms' if multisize else ''}-ipc{ipc:g}-s{seed}"
+    if not (out / "container.safetensors").is_file():
+        kind, settings = variant(name)
+        if kind not in CORESETS:
+            settings = {**PLAIN, "match.multisize": multisize, **settings}
+        cmd = [sys.executable, "-m", "edgecond.cli", "condense", "--dataset", dataset, "--container", kind,
+               "--ipc", f"{ipc:g}", "--seed", str(seed), "--out", str(out), "--threads", str(threads), "--resume"]
+        cmd += [a for k, v in settings.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+        print("$", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+    return {"dir": str(out), **json.loads((out / "report.json").read_text())}
+
+
+def cached_rows(name: str, *key: str) -> dict:
+    """results/<name>.json's rows, keyed by the row fields `key` (the one cache reader of every recipe)."""
+    path = RESULTS / f"{name}.json"
+    rows = json.loads(path.read_text()).get("rows", []) if path.is_file() else []
+    return {tuple(r[k] for k in key): r for r in rows}
 CIFAR_MINI = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_mini.npz"
 
 

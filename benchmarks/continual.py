@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from common import RESULTS, command, machine, parse, parser, short, write
+from common import PLAIN, RESULTS, command, machine, parse, parser, short, write
 from edgecond.continual.harness import STRATEGIES, ContinualConfig
 from edgecond.continual.report import plot_seen_accuracy, run_continual
 from edgecond.data import load_dataset
@@ -53,7 +53,9 @@ def main() -> None:
         data = load_dataset(name)
         for ipc in [float(b) for b in args.budgets.split(",")] if args.budgets else BUDGETS[short(name)]:
             out = RUNS / f"continual-{short(name)}-ipc{ipc:g}"
-            cfg = ContinualConfig(experiences=5, ipc=ipc, epochs=args.epochs)
+            # the published rows condensed their HMN buffers plainly (common.PLAIN, as before multisize
+            # became the buffers' default); `edgecond continual` itself now uses the library's defaults
+            cfg = ContinualConfig(experiences=5, ipc=ipc, epochs=args.epochs, condense_settings=PLAIN)
             res = run_continual(data, args.strategies.split(","), cfg, seeds=args.seeds, out=out,
                                 reuse=not args.fresh)
             plot_seen_accuracy(res, RESULTS / f"continual-{short(name)}-ipc{ipc:g}.png")

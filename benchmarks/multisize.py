@@ -5,10 +5,10 @@
 
 For each container kind and budget:
   Baseline C  one plain condensation (benchmarks/condense.py's run), prefixes S_[k] as they come;
-  MDC (ours)  one condensation with MDC's adaptive subset loss (`--multisize`); for hmn the
+  MDC (ours)  one condensation with MDC's adaptive subset loss (`--set match.multisize=true`); for hmn the
               subset loss trains only the subset's instance memories;
   MDC, shared tiers  (hmn only) the same, but the subset loss also trains the shared tiers
-              (`--subset-shared`: decoder, dataset and class memories);
+              (`--set match.subset_shared=true`: decoder, dataset and class memories);
   Baseline A  (pixel only) a separate plain condensation at each size k.
   ..., herding order  the same container, its instances re-ordered after condensation
               (edgecond.multisize.herding_prefix_order: MDC's trained prefix first, the rest
@@ -28,10 +28,10 @@ import json
 
 import numpy as np
 
-from common import RESULTS, fmt, parse, parser, short, write
-from condense import condense_cli
+from common import RESULTS, cached_rows, condense_run, fmt, parse, parser, short, write
+from edgecond.config import eval_config
 from edgecond.data import load_dataset
-from edgecond.evaluation import eval_config, evaluate_images, evaluate_subsets
+from edgecond.evaluation import evaluate_images, evaluate_subsets
 from edgecond.io import load_container
 from edgecond.multisize import herding_prefix_order, trained_prefix
 from edgecond.plots import line_plot
@@ -46,16 +46,10 @@ def quarters(n: int) -> list[int]:
     return sorted({1, max(1, n // 4), max(1, n // 2), n})
 
 
-def cached_rows() -> dict:
-    path = RESULTS / "multisize.json"
-    rows = json.loads(path.read_text())["rows"] if path.is_file() else []
-    return {(r["dataset"], r["kind"], r["method"]): r for r in rows}
-
-
 def measure_ordered(name, data, kind, method, ipc, cfg, seeds, threads, rows) -> dict:
     """Prefix accuracies of `method`'s container after herding_prefix_order (sizes below full)."""
     base = method[:-len(ORDERED)]
-    rep = condense_cli(name, kind, ipc, 0, threads, multisize=base != "Baseline C")
+    rep = condense_run(name, kind, ipc, 0, threads, multisize=base != "Baseline C")
     cont, _ = load_container(rep["dir"])
     ms = rep.get("multisize")
     protect = trained_prefix(ms["frozen"], ms["final_mls"]) if ms else 0
@@ -69,15 +63,15 @@ def measure_ordered(name, data, kind, method, ipc, cfg, seeds, threads, rows) ->
 
 def measure(name, data, kind, method, ipc, cfg, seeds, threads) -> dict:
     if method == "Baseline A":  # one plain condensation per size; sizes of the plain container
-        n = load_container(condense_cli(name, kind, ipc, 0, threads)["dir"])[0].instances_per_class
+        n = load_container(condense_run(name, kind, ipc, 0, threads)["dir"])[0].instances_per_class
         sub = {}
         for k in quarters(n):
-            x, y = load_container(condense_cli(name, kind, k, 0, threads)["dir"])[0].images()
+            x, y = load_container(condense_run(name, kind, k, 0, threads)["dir"])[0].images()
             r = evaluate_images(x, y, data, cfg, seeds=seeds, progress=False)
             sub[str(k)] = {"mean": r["accuracy_mean"], "std": r["accuracy_std"], "accuracies": r["accuracies"]}
         return sub
     variant = f"{kind}-shared" if method == SHARED else kind
-    cont, _ = load_container(condense_cli(name, variant, ipc, 0, threads, multisize=method != "Baseline C")["dir"])
+    cont, _ = load_container(condense_run(name, variant, ipc, 0, threads, multisize=method != "Baseline C")["dir"])
     return evaluate_subsets(cont, data, cfg, quarters(cont.instances_per_class), seeds=seeds, progress=False)
 
 
@@ -92,7 +86,7 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
     cfg = eval_config("quick")
-    rows = cached_rows()
+    rows = cached_rows("multisize", "dataset", "kind", "method")
     mine: dict = {}  # rows measured by this process; the file keeps rows other processes finished meanwhile
     for name in args.datasets:
         data = load_dataset(name)
@@ -116,7 +110,7 @@ def main() -> None:
                              "full": full["mean"], "full_std": full["std"]}
                 mine[key] = rows[key]
                 print(*key, f"avg {100 * rows[key]['average']:.1f}", flush=True)
-                rows = {**cached_rows(), **mine}
+                rows = {**cached_rows("multisize", "dataset", "kind", "method"), **mine}
                 write_outputs(rows)
 
 

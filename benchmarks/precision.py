@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from common import fmt, parse, parser, short, write
-from condense import condense_cli
+from common import condense_run, fmt, parse, parser, short, write
+from edgecond.config import eval_config
 from edgecond.data import load_dataset
-from edgecond.evaluation import eval_config, evaluate_images
+from edgecond.evaluation import evaluate_images
 from edgecond.export import export_onnx
 from edgecond.io import load_container
 from edgecond_device import Regenerator
@@ -35,7 +35,7 @@ def main() -> None:
     for name in args.datasets:
         data = load_dataset(name)
         ipc = DEFAULT[short(name)]
-        run = condense_cli(name, "hmn", ipc, 0, args.threads)
+        run = condense_run(name, "hmn", ipc, 0, args.threads)
         cont, meta = load_container(run["dir"])
         tmp = Path(tempfile.mkdtemp())
         for p in ("fp32", "fp16", "int8"):

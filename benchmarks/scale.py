@@ -28,8 +28,9 @@ from common import CIFAR_MINI, write
 
 
 def condense(out: Path, nproc: int, classes: str | None, outer: int, inner: int, dataset: str) -> dict:
-    args = ["condense", "--dataset", dataset, "--container", "hmn", "--ipc", "1", "--update-mode", "summed",
-            "--outer", str(outer), "--inner", str(inner), "--no-multisize", "--threads", "1", "--out", str(out)]
+    args = ["condense", "--dataset", dataset, "--container", "hmn", "--ipc", "1", "--set", "update_mode=summed",
+            "--set", f"outer={outer}", "--set", f"inner={inner}", "--set", "multisize=false", "--threads", "1",
+            "--out", str(out)]
     if classes:
         args += ["--classes", classes]
     launcher = [sys.executable, "-m", "edgecond.cli"] if nproc == 1 else \

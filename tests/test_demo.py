@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_demo_script_runs_end_to_end(tmp_path):
-    env = {**os.environ, "CONDENSE_ARGS": "--outer 1 --inner 1", "EVAL_ARGS": "--seeds 1 --steps 20"}
+    env = {**os.environ, "CONDENSE_ARGS": "--set outer=1 --set inner=1", "EVAL_ARGS": "--seeds 1 --steps 20"}
     r = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh"), str(Path(sys.executable).parent), str(tmp_path)],
                        capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
