@@ -1,6 +1,6 @@
 """The HMN budget solver: which HMN fits a storage budget, and how many images it makes.
 
-Every stored float counts (DESIGN §5): the three memory tiers, the per-class feature
+Every stored float counts (docs/architecture.md, Budgets): the three memory tiers, the per-class feature
 extractors and the decoder (weights, biases, norm affine). Images are not counted.
 
 Shapes. The decoder doubles the resolution per layer, so a memory of side s with L layers
@@ -23,7 +23,7 @@ solver's instance channels; what is left then widens the instance memories. At c
 10 IPC a (64, 32) decoder reconstructs the real images far better than (10, 6) in the same
 budget (benchmarks/capacity.py: 47.8 vs 33.0 % before any matching); the quick preset turns
 it on and gives such a decoder a longer warm start and memory-only matching
-(matching.WIDE_DECODER_SCHEDULE: 52.8 % vs 47.2 % for the tiers' decoder, README).
+(kinds.WIDE_DECODER_SCHEDULE: 52.8 % vs 47.2 % for the tiers' decoder, docs/results.md).
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def solve_hmn(image_shape: tuple[int, int, int], num_classes: int, ipc: float, *
 
     `max_instances` (used when `instance_channels` is not given) caps the instances per class
     by widening each instance memory instead: fewer, richer images. The quick preset caps at
-    its matching batch so that every instance is matched at every step (see match_config).
+    its matching batch so that every instance is matched at every step (kinds.py, the hmn presets).
     `widen_decoder` (with `max_instances`, without `hidden`) spends the capped surplus on the
     decoder first (module docstring).
     """

@@ -29,11 +29,11 @@ class HabaContrast(LossTerm):
     def __init__(self, container: Container, image_shape, num_classes: int, width: int, *, seed: int,
                  weight: float = CON_WEIGHT, update_mode: str = "sequential", device: str = "cpu"):
         if not isinstance(container, HaBa):
-            raise ValueError(f"--haba-contrast needs --container haba, not {container.kind}")
+            raise ValueError(f"match.haba_contrast needs --container haba, not {container.kind}")
         if update_mode != "sequential":
-            raise ValueError("--haba-contrast runs with --update-mode sequential only")
+            raise ValueError("match.haba_contrast runs with match.update_mode=sequential only")
         if container.n_hall < 2:
-            raise ValueError("--haba-contrast needs at least 2 hallucinators; this budget fits 1")
+            raise ValueError("match.haba_contrast needs at least 2 hallucinators; this budget fits 1")
         self.haba, self.num_classes, self.device, self.weight = container, num_classes, device, weight
         with torch.random.fork_rng():  # the adversary's init must not shift the matching RNG stream
             torch.manual_seed(seed + 1)

@@ -70,7 +70,7 @@ class Dataset:
 
     @property
     def floats_per_ipc(self) -> int:
-        """Storage of one image per class, in float32 values (DESIGN §5's 1 IPC)."""
+        """Storage of one image per class, in float32 values (docs/architecture.md, Budgets: 1 IPC)."""
         c, h, w = self.image_shape
         return c * h * w * self.num_classes
 

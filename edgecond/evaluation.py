@@ -74,7 +74,7 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, image_shape, num_classes:
 
 def evaluate_images(x: torch.Tensor, y: torch.Tensor, data: Dataset, cfg: EvalConfig,
                     seeds: int | list[int] = 3, device: str = "cpu", progress: bool = True) -> dict:
-    """Train one network per seed on (x, y); report test and val accuracy (DESIGN §4 keys)."""
+    """Train one network per seed on (x, y); report test and val accuracy (docs/architecture.md, Evaluation)."""
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     tests, vals = [], []
     for s in seed_list:

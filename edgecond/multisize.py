@@ -21,15 +21,15 @@ What the subset loss trains: only the subset's own parameters (Container.generat
 pixel containers that is MDC itself; for an HMN it means the subset's instance memories, while
 the dataset memory, f_c, class memories and decoder enter the subset loss detached. Letting the
 one-image subset loss (MLS n = 1 for most of a short schedule) move the shared decoder too
-(`subset_shared=True`, `--subset-shared`) changes every image of the class for the sake of
-one: on cifar10_mini 1 IPC it cost the full 85-image HMN 9.9 points (README, multisize table).
+(`--set match.subset_shared=true`) changes every image of the class for the sake of
+one: on cifar10_mini 1 IPC it cost the full 85-image HMN 9.9 points (docs/results.md, multisize table).
 
 What "frozen" means for an HMN: the frozen instances' own parameters (their instance-level
 memories) stay fixed; the shared tiers (dataset memory, f_c, decoder) serve every image and
 keep learning, so a frozen image may still drift a little. For pixel containers the frozen
 images are fixed exactly; for IDC the stored images that hold the frozen crops are fixed.
 
-Prefix order after condensation (`herding_prefix_order`, `--prefix-order herding`). The MLS
+Prefix order after condensation (`herding_prefix_order`, `prefix_order=herding`). The MLS
 rule trains the smallest prefixes; the order of the other instances is whatever the
 container had. Herding (as for real-image coresets, coreset.py) can order them instead: per
 class the trained prefix stays first and the rest follow greedily so that each prefix's mean

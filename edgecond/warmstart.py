@@ -3,14 +3,14 @@
 Pixel, IDC and HaBa containers start from real images (their papers' initialisation); an
 HMN starts from random memories (the HMN paper's), which its 200,000 matching steps per
 class turn into images. With the `quick` preset's ~200 steps per class an HMN does not get
-that far: on cifar10_mini at 10 IPC it ended at random-coreset accuracy (README, #3).
+that far: on cifar10_mini at 10 IPC it ended at random-coreset accuracy (docs/results.md).
 
 The warm start gives every generated image a real target -- instance i of class c is
 assigned the i-th of a seeded permutation of that class's training images -- and fits all of
 the container's parameters (memories, feature extractors, decoder) to reproduce its targets
 by mean squared error in the normalised pixel space. It is first-order and batched over
 all classes, so it costs a few per cent of the matching that follows; gradient matching
-then starts from a blurred copy of a real coreset instead of noise. `--warm-start 0`
+then starts from a blurred copy of a real coreset instead of noise. `--set match.warm_start=0`
 restores the paper's random initialisation.
 """
 
@@ -53,7 +53,7 @@ def warm_start(container: Container, data: Dataset, steps: int, *, seed: int = 0
     squared error of the first and the last 10 % of steps.
     """
     if steps < 0:
-        raise ValueError(f"--warm-start must be >= 0 steps, got {steps}")
+        raise ValueError(f"match.warm_start must be >= 0 steps, got {steps}")
     if steps == 0:
         return {"steps": 0}
     t0 = time.time()

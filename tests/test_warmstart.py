@@ -37,7 +37,7 @@ def test_zero_steps_changes_nothing_and_negative_is_refused(digits):
     before = {k: v.clone() for k, v in cont.state_dict().items()}
     assert warm_start(cont, digits, 0) == {"steps": 0}
     assert all(torch.equal(before[k], v) for k, v in cont.state_dict().items())
-    with pytest.raises(ValueError, match="warm-start"):
+    with pytest.raises(ValueError, match="warm_start"):
         warm_start(cont, digits, -1)
 
 

@@ -60,7 +60,7 @@ class Container(nn.Module):
 
     # -- shared behaviour ----------------------------------------------------------------
     def stored_floats(self) -> int:
-        """Every stored floating-point value: parameters and buffers (DESIGN §5)."""
+        """Every stored floating-point value: parameters and buffers (docs/architecture.md, Budgets)."""
         return sum(t.numel() for t in self.state_dict().values() if t.is_floating_point())
 
     def check_indices(self, classes: torch.Tensor, instances: torch.Tensor) -> None:

@@ -11,7 +11,7 @@
   ConvTranspose(k4, s2, p1) to the image channels; each layer doubles the resolution.
 
 Normalisation. The paper's decoder uses BatchNorm, whose batch statistics would make an
-image depend on the other images in its batch. edgecond's invariant (DESIGN §6) is that
+image depend on the other images in its batch. edgecond's invariant (docs/architecture.md, Invariants) is that
 image (c, i) depends on (c, i) alone -- in a batch, alone, in a prefix, in torch and in
 ONNX -- so the decoder normalises each image by its own statistics (instance norm, i.e.
 GroupNorm with one group per channel, affine). Nothing batch-dependent is stored or used.

@@ -68,7 +68,7 @@ class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
     2 channels instead of 58 of 1). The device reserves the final budget from the start: after
     experience t it holds the shared tiers plus the seen classes' memories (less than the
     reserve until the last experience, when it is the solver's HMN for every class). On digits
-    it does not beat per-experience HMNs (README, continual table): a decoder fitted to the
+    it does not beat per-experience HMNs (docs/results.md, continual table): a decoder fitted to the
     first experience's classes serves the later ones worse.
     """
 
