@@ -58,8 +58,10 @@ def test_herding_order_prefers_the_mean():
     from edgecond.coreset import herding_order
 
     f = torch.tensor([[0.0, 0.0], [10.0, 0.0], [-10.0, 0.0], [0.1, 0.0]])
-    order = herding_order(f, 3)
-    assert order[0] in (0, 3) and set(order[1:].tolist()) & {1, 2}
+    # mean (0.025, 0): row 0 alone is nearest; then row 3 keeps the pair mean at (0.05, 0);
+    # then row 2 (-10) pulls the triple mean to -3.3, nearer than row 1's +3.37
+    assert herding_order(f, 3).tolist() == [0, 3, 2]
+    assert herding_order(f, 4).tolist() == [0, 3, 2, 1]  # every row once
 
 
 def test_refuses_bad_files(tmp_path, coresets):

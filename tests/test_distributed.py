@@ -1,6 +1,7 @@
 """Condensation across ranks on torch.distributed (gloo, 2 CPU processes)."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -48,7 +49,7 @@ def test_dead_rank_stops_the_job_and_resume_completes(tmp_path):
     out = tmp_path / "run"
     r = _run([*ARGS, "--out", str(out)], nproc=2, env={"EDGECOND_FAIL_RANK": "1", "EDGECOND_FAIL_AT": "1"})
     assert r.returncode != 0
-    assert "rank" in r.stderr.lower() and "1" in r.stderr  # torchrun names the failed rank
+    assert re.search(r"rank\s*:\s*1\b", r.stderr), r.stderr[-2000:]  # torchrun's summary names rank 1
     assert (out / "checkpoint.pt").is_file() and not (out / "container.safetensors").exists()
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ck["outer"] == 1

@@ -291,3 +291,10 @@ def test_decoder_lr_zero_matches_the_memories_only(digits):
     assert not torch.equal(mem, cont.instance_memory)
     with pytest.raises(ConfigError, match="decoder_lr"):
         tiny("hmn", digits, decoder_lr=-1.0)
+
+
+def test_progress_prints_lines_when_stderr_is_not_a_terminal(digits, capsys):
+    """Under nohup, a scheduler or CI (no terminal) a long run still reports where it is."""
+    Matcher(build("pixel", digits, 1), digits, tiny("pixel", digits, 1)).run(progress=True)
+    err = capsys.readouterr().err
+    assert "condense: 2/2 outer iterations, loss=" in err and "elapsed" in err
