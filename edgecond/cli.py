@@ -219,8 +219,9 @@ def config_cmd(dataset, classes, ipc, kind, preset, seed, config_file, assignmen
 @click.option("--dataset", default=None, help="Dataset to test on (default: the one the container was made from).")
 @click.option("--classes", default=None, help="Class indices (default: the container's).")
 @click.option("--seeds", type=int, default=3, show_default=True, help="Evaluation networks trained (seeds 0..N-1).")
-@click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
-              help="quick: 1000 SGD steps (CPU); paper: HMN paper App. C.2 (2000 epochs).")
+@click.option("--preset", type=click.Choice(["quick", "paper"]), default=None,
+              help="quick: 1000 SGD steps (CPU); paper: HMN paper App. C.2 (2000 epochs). Default: the run's "
+                   "config.json `eval` section, else quick.")
 @click.option("--steps", type=int, default=None, help="Override the number of training steps.")
 @click.option("--full", is_flag=True, help="Train on the whole train split instead (the upper bound).")
 @click.option("--per-class", type=int, default=None, help="Use only the first K instances per class.")
@@ -253,7 +254,7 @@ def evaluate(container, dataset, classes, seeds, preset, steps, full, per_class,
                       meta.get("val_fraction", 0.1))
     if meta and meta["classes"] != data.classes:
         _fail(ValueError(f"the container's classes {meta['classes']} differ from {dataset}'s {data.classes}"))
-    cfg = eval_config(preset, steps=steps)
+    cfg = _eval_settings(container, preset, steps)
     if full:
         x, y, what = data.x_train, data.y_train, "full train split"
     else:
@@ -288,6 +289,22 @@ def evaluate(container, dataset, classes, seeds, preset, steps, full, per_class,
         click.echo(f"test accuracy {res['accuracy_mean']:.4f} ± {res['accuracy_std']:.4f} over {seeds} seed(s) "
                    f"(val {res['val_accuracy_mean']:.4f}); per seed: "
                    + ", ".join(f"{a:.4f}" for a in res["accuracies"]))
+
+
+def _eval_settings(container, preset, steps):
+    """The evaluation protocol: --preset's, else the run directory's own (config.json), else quick."""
+    from dataclasses import replace
+
+    from .config import ConfigError, EvalConfig, eval_config, read_config_file
+
+    run_config = Path(container) / "config.json" if container and Path(container).is_dir() else None
+    if preset is None and run_config is not None and run_config.is_file():
+        try:
+            saved = {k[5:]: v for k, v in read_config_file(run_config).items() if k.startswith("eval.")}
+        except ConfigError as e:
+            _fail(e)
+        return replace(EvalConfig(**saved), **({"steps": steps} if steps is not None else {}))
+    return eval_config(preset or "quick", steps=steps)
 
 
 @main.command()

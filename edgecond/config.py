@@ -367,6 +367,11 @@ def validate(cfg: CondenseConfig, kind, world_size: int = 1) -> None:
         refuse.append(f"prune.method={cfg.prune.method} (its instances are not independent memories)")
     if cfg.prefix_order != "none" and not kind.reorderable:
         refuse.append(f"prefix_order={cfg.prefix_order} (its instances cannot be reordered)")
+    unused = [f"container.{f.name}" for f in fields(ContainerConfig) if f.name not in kind.container_keys
+              and getattr(cfg.container, f.name) != getattr(ContainerConfig(), f.name)]
+    refuse += [f"{key} (its build does not read it)" for key in unused]
+    if m.decoder_lr != 1.0 and kind.param_groups is None:
+        refuse.append("match.decoder_lr (it has no decoder)")
     if m.haba_contrast and not kind.contrast:
         refuse.append("match.haba_contrast (HaBa's adversarial term needs hallucinators)")
     if m.haba_contrast and m.update_mode != "sequential":

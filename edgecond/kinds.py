@@ -10,6 +10,7 @@ One `Kind` registration carries everything edgecond needs to know about a kind:
 * `param_groups` how its parameters are grouped for the optimiser;
 * capabilities: `matched` (condensed by gradient matching), `multisize` (its first n instances
   own parameters that can be frozen), `reorderable`, `prunable`, `contrast`;
+* `container_keys` the container-shape settings its build reads;
 * `presets`    named data: dotted config keys per preset (config.py's layer 3);
 * `rule`       a derived default computed from the budget (config.py's layer 5).
 
@@ -48,6 +49,7 @@ class Kind:
     project: Callable[[Container, tuple[torch.Tensor, torch.Tensor]], None] | None = None
     param_groups: Callable[[Container, float], list[dict]] | None = None
     in_budget_instances: Callable[[Shape, CondenseConfig], int] | None = None  # prunable kinds
+    container_keys: tuple[str, ...] = ()  # the ContainerConfig fields its build reads (others are refused)
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     rule: Callable[[CondenseConfig, Shape, frozenset], CondenseConfig] | None = None
 
@@ -172,6 +174,7 @@ register(Kind(
     name="hmn", cls=HMN, build=build_hmn,
     description="hierarchical memory network: dataset, class and instance memories + one shared decoder",
     multisize=True, reorderable=True, prunable=True, param_groups=hmn_param_groups,
+    container_keys=("instance_channels", "max_instances", "decoder"),
     in_budget_instances=lambda shape, cfg: hmn_shape(shape, cfg).instances,
     # quick: warm-start from real images (~200 matching steps per class are too few from noise)
     # and cap instances at the matching batch so every instance is matched at every step; the

@@ -120,7 +120,8 @@ def test_every_kind_condenses_round_trips_and_exports(kind, digits, tmp_path):
 
 
 CAPABILITIES = {"multisize": {"match.multisize": True}, "reorderable": {"prefix_order": "herding"},
-                "prunable": {"prune.method": "random"}, "contrast": {"match.haba_contrast": 0.1}}
+                "prunable": {"prune.method": "random"}, "contrast": {"match.haba_contrast": 0.1},
+                "container_keys": {"container.max_instances": 20}, "param_groups": {"match.decoder_lr": 0.0}}
 
 
 @pytest.mark.parametrize("kind,capability", [(k, c) for k in names() for c in CAPABILITIES
