@@ -22,11 +22,14 @@ from edgecond.config import eval_config
 from edgecond.data import load_dataset
 from edgecond.evaluation import evaluate_images
 from edgecond.io import load_container
+from edgecond.kinds import names
 
 IPCS = {"digits": [2, 5], "cifar10_mini": [1, 10]}
 
 
-KINDS = ["random", "herding", "pixel", "idc", "haba", "haba-contrast", "hmn-cold", "hmn-dectiers", "hmn"]
+# the default rows: every registered kind (coresets first, hmn last) and the comparison's variants
+KINDS = [*names(matched=False), *(k for k in names(matched=True) if k != "hmn"),
+         "haba-contrast", "hmn-cold", "hmn-dectiers", "hmn"]
 
 
 def order(key):
