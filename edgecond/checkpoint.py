@@ -19,6 +19,10 @@ from .io import atomic_write
 CHECKPOINT = "checkpoint.pt"
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from: unreadable, foreign, or from other settings."""
+
+
 def settings(cfg: CondenseConfig, over_budget: float) -> dict:
     """What decides the matching state: everything but post-processing and evaluation."""
     d = cfg.to_dict()
@@ -54,11 +58,18 @@ def load(path: Path, now: dict, device: str = "cpu") -> dict | None:
     """The checkpoint's state, or None if there is none; ValueError if it was written under other settings."""
     if not path.is_file():
         return None
-    st = torch.load(path, map_location=device, weights_only=True)  # tensors only, no code
-    saved = json.loads(st.get("settings", "{}"))
+    way_out = "delete it, or run without --resume"
+    try:
+        st = torch.load(path, map_location=device, weights_only=True)  # tensors only, no code
+    except Exception as e:  # noqa: BLE001 - truncated, corrupt or not a torch file: all unreadable
+        raise CheckpointError(f"cannot read checkpoint {path} ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                              f"{way_out}") from None
+    if not isinstance(st, dict) or not {"outer", "container", "optimizer", "settings"} <= set(st):
+        raise CheckpointError(f"{path} is not an edgecond checkpoint; {way_out}")
+    saved = json.loads(st["settings"])
     differ = differences(saved, now) if saved else ["(a checkpoint of an older edgecond)"]
     if differ:
-        raise ValueError(f"{path} was written by a run with other settings ({', '.join(differ)}); "
+        raise CheckpointError(f"{path} was written by a run with other settings ({', '.join(differ)}); "
                          f"remove it or match them")
     return st
 

@@ -141,3 +141,22 @@ def test_condense_hmn_end_to_end_with_pruning_and_multisize(tmp_path, prune):
     res = r.invoke(main, ["evaluate", str(out), "--seeds", "1", "--steps", "20", "--subsets", "1,2", "--json"])
     assert res.exit_code == 0, res.output
     assert set(json.loads(res.stdout)["subsets"]) == {"1", "2"} and (out / "subsets.png").is_file()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "foreign"])
+def test_damaged_checkpoint_on_resume_is_one_clear_line(tmp_path, damage):
+    out = tmp_path / "run"
+    args = ["condense", "--ipc", "2", "--container", "pixel", "--set", "outer=2", "--set", "inner=1",
+            "--set", "net_steps=1", "--out", str(out)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    ck = out / "checkpoint.pt"
+    (out / "container.safetensors").unlink()
+    if damage == "truncated":
+        ck.write_bytes(ck.read_bytes()[: ck.stat().st_size // 2])
+    elif damage == "garbage":
+        ck.write_bytes(b"not a checkpoint at all")
+    else:
+        torch.save({"weights": torch.zeros(3)}, ck)
+    res = CliRunner().invoke(main, [*args, "--resume"])
+    assert res.exit_code == 1 and str(ck) in res.output and "without --resume" in res.output
+    assert "Traceback" not in res.output and not (out / "container.safetensors").exists()
