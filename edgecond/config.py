@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Callable
@@ -208,7 +209,7 @@ def _coerce(key: str, value: Any) -> Any:
             return None
         raise ConfigError(f"{key} cannot be none")
     base = typing.get_origin(t) or t
-    if base in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
+    if base in (typing.Union, types.UnionType):
         base = typing.get_origin(args[0]) or args[0]
         args = list(typing.get_args(args[0]))
     try:

@@ -19,6 +19,7 @@ log line every ~30 s otherwise (progress.py).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -97,7 +98,7 @@ class Matcher:
     def state(self, outer: int) -> dict:
         st = {"outer": outer, "container": self.container.state_dict(), "optimizer": self.opt.state_dict(),
               "scheduler": self.sched.state_dict(), "losses": torch.tensor(self.losses, dtype=torch.float64),
-              "seconds": self.seconds, "settings": checkpoint.json.dumps(self.settings())}
+              "seconds": self.seconds, "settings": json.dumps(self.settings())}
         for t in self.terms:
             st.update(t.state_dict())
         return st
