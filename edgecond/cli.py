@@ -179,7 +179,8 @@ def condense(dataset, classes, ipc, kind, preset, seed, config_file, assignments
     log = _log if distributed.is_main() else (lambda msg: None)  # rank 0 speaks for the job
     _threads(threads)
     try:
-        check_writable(out)
+        if distributed.is_main():  # rank 0 alone writes (and probes: its probe folder is removed again)
+            check_writable(out)
     except OutputError as e:
         _fail(e)
     data, cfg = _resolve(dataset, classes, ipc, kind, preset, seed, config_file, assignments, data_root, download)
