@@ -31,6 +31,7 @@ import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
 from typing import Any, Callable
 
 
@@ -259,8 +260,9 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     """A nested dict (a config file) -> dotted keys, each checked and coerced."""
     out = {}
     for k, v in tree.items():
-        if isinstance(v, dict) and f"{prefix}{k}." in {p[:len(prefix) + len(k) + 1] for p in LEAVES}:
-            out.update(flatten(v, f"{prefix}{k}."))
+        section = f"{prefix}{k}."
+        if isinstance(v, dict) and any(leaf.startswith(section) for leaf in LEAVES):
+            out.update(flatten(v, section))
         else:
             key = canonical_key(f"{prefix}{k}")
             out[key] = _coerce(key, v)
@@ -269,8 +271,6 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 def read_config_file(path) -> dict[str, Any]:
     """A JSON config file (e.g. a run's config.json) -> dotted keys."""
-    from pathlib import Path
-
     try:
         tree = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -342,7 +342,7 @@ def resolve_config(kind, ipc: float, *, image_shape, num_classes: int, preset: s
 
 def validate(cfg: CondenseConfig, kind, world_size: int = 1) -> None:
     """Refuse values out of range and what `kind` cannot do, with the setting to change."""
-    flat = {k: v for k, v in _flat_values(cfg).items()}
+    flat = _flat_values(cfg)
     for key, choices in CHOICES.items():
         if flat[key] not in choices:
             raise ConfigError(f"{key}={flat[key]!r}: choose one of {', '.join(choices)}")
@@ -391,9 +391,3 @@ def _flat_values(cfg: CondenseConfig) -> dict[str, Any]:
             obj = getattr(obj, part)
         out[key] = obj
     return out
-
-
-def describe_settings() -> str:
-    """Every settable key with its default, for --help epilogs and docs."""
-    flat = _flat_values(CondenseConfig())
-    return "\n".join(f"  {k} = {json.dumps(v)}" for k, v in flat.items())
