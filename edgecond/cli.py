@@ -112,9 +112,8 @@ def run_options(f):
         click.option("--classes", default=None, help="Comma-separated class indices to keep, e.g. 0,1."),
         click.option("--ipc", type=float, default=None,
                      help="Storage budget in images per class: ipc x classes x C x H x W float32 values."),
-        click.option("--container", "kind", type=click.Choice(_kind_names()), default=None,
-                     help="Container kind (default hmn): " + "; ".join(f"{n}: {k.description}"
-                                                                       for n, k in _kinds().items()) + "."),
+        click.option("--container", "kind", type=_KindChoice(), default=None,
+                     help="Container kind (default hmn); `edgecond kinds` says what each is and can do."),
         click.option("--preset", type=click.Choice(["quick", "paper"]), default=None,
                      help="quick (default): sized for minutes on a CPU; paper: the papers' schedules (GPU)."),
         click.option("--seed", type=int, default=None, help="Seed of the condensation and the val split (default 0)."),
@@ -135,8 +134,35 @@ def _kinds():
     return KINDS
 
 
-def _kind_names() -> list[str]:
-    return list(_kinds())
+class _KindChoice(click.Choice):
+    """click.Choice over the registry's kinds, read when first needed: importing the registry
+    imports torch, which `edgecond --help` and the other commands' start-up should not pay for."""
+
+    def __init__(self):
+        super().__init__(())
+
+    @property
+    def choices(self):
+        return tuple(_kinds())
+
+    @choices.setter
+    def choices(self, value):  # click.Choice.__init__ assigns the (empty) eager tuple
+        pass
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def kinds(as_json):
+    """List the container kinds in the registry, what each is and what it can do."""
+    caps = ("matched", "multisize", "reorderable", "prunable", "contrast")
+    rows = {n: {"description": k.description, **{c: getattr(k, c) for c in caps}} for n, k in _kinds().items()}
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for n, r in rows.items():
+        can = ", ".join(c for c in caps[1:] if r[c]) or "-"
+        how = "condensed by gradient matching" if r["matched"] else "selected"
+        click.echo(f"{n:<10} {r['description']}\n{'':<10} {how}; can: {can}")
 
 
 SETTINGS_HELP = """

@@ -160,3 +160,18 @@ def test_damaged_checkpoint_on_resume_is_one_clear_line(tmp_path, damage):
     res = CliRunner().invoke(main, [*args, "--resume"])
     assert res.exit_code == 1 and str(ck) in res.output and "without --resume" in res.output
     assert "Traceback" not in res.output and not (out / "container.safetensors").exists()
+
+
+def test_kinds_lists_the_registry_and_the_cli_starts_without_torch():
+    import subprocess
+    import sys
+
+    from edgecond.kinds import KINDS
+
+    res = CliRunner().invoke(main, ["kinds", "--json"])
+    assert res.exit_code == 0, res.output
+    listed = json.loads(res.stdout)
+    assert list(listed) == list(KINDS) and listed["hmn"]["prunable"] and not listed["idc"]["reorderable"]
+    # `edgecond --help` and every command's start-up stay fast: the registry (and torch) load on demand
+    code = "import sys, edgecond.cli; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
