@@ -182,10 +182,11 @@ resolved for your options, docs/architecture.md says what each section does. E.g
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Run directory: container.safetensors, config.json, report.json, samples.png, checkpoint.pt.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt if present.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's report as one JSON object on stdout.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @with_data_options
-def condense(dataset, classes, ipc, kind, preset, seed, config_file, assignments, out, resume, device, data_root,
-             download, threads):
+def condense(dataset, classes, ipc, kind, preset, seed, config_file, assignments, out, resume, as_json, device,
+             data_root, download, threads):
     """Condense a dataset into a container within an IPC budget.
 
     \b
@@ -227,6 +228,8 @@ def condense(dataset, classes, ipc, kind, preset, seed, config_file, assignments
     log(f"wrote {Path(out) / 'container.safetensors'}: {r['instances_per_class']} images per class, "
         f"{r['stored_floats']:,} of {r['budget_floats']:,} budget floats, {r['condense_seconds']:.1f} s")
     log(f"samples: {Path(out) / 'samples.png'}")
+    if as_json and distributed.is_main():
+        click.echo(json.dumps({"out": str(out), **r}))
 
 
 @main.command("config", epilog=SETTINGS_HELP)

@@ -11,8 +11,11 @@ from edgecond.io import load_container
 def test_condense_info_evaluate(tmp_path):
     r = CliRunner()
     out = tmp_path / "run"
-    res = r.invoke(main, ["condense", "--dataset", "digits", "--ipc", "2", "--container", "random", "--out", str(out)])
+    res = r.invoke(main, ["condense", "--dataset", "digits", "--ipc", "2", "--container", "random", "--out", str(out),
+                          "--json"])
     assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)  # exactly one JSON object on stdout; the log went to stderr
+    assert report["out"] == str(out) and report["kind"] == "random" and report["config"]["ipc"] == 2
     res = r.invoke(main, ["info", str(out), "--json"])
     assert res.exit_code == 0, res.output
     info = json.loads(res.stdout)
@@ -78,7 +81,7 @@ def test_help_teaches_and_stays_short():
 
     command = main.get_command(None, "condense")
     options = [p.name for p in command.params if isinstance(p, click.Option)]
-    assert len(options) <= 14, options  # the rest are settings: --set / --config
+    assert len(options) <= 15, options  # the rest are settings: --set / --config
 
 
 def test_config_file_reruns_the_same_settings(tmp_path):
