@@ -71,9 +71,10 @@ def condense(data: Dataset, kind: str = "hmn", ipc: float = 1.0, *, preset: str 
         settings = dict(settings or {})
         if seed is not None:
             settings["seed"] = seed
-        config = settings_for(data, kind, ipc, preset=preset, settings=settings)
+        config = settings_for(data, kind, ipc, preset=preset, settings=settings)  # resolved and validated
+    else:
+        validate(config, get(config.kind), dist.world_size())  # a tree from a file or built by hand
     k = get(config.kind)
-    validate(config, k, dist.world_size())
     t0 = time.time()
     if k.matched:
         container, order, extra = _condense_matching(data, config, k, device=device, out=out, progress=progress,
@@ -121,7 +122,7 @@ def _condense_matching(data: Dataset, cfg: CondenseConfig, kind: Kind, *, device
               "rank_peak_rss_mb": dist.gather_float(rss), "rank_matching_seconds": dist.gather_float(m.seconds),
               **m.report()}
     # pruning and prefix ordering never break a subset the multisize loss trained
-    protect = max([getattr(t, "trained_prefix", lambda: 0)() for t in m.terms] + [cfg.prune.protect])
+    protect = max([t.trained_prefix() for t in m.terms] + [cfg.prune.protect])
     order = [list(range(container.instances_per_class)) for _ in range(data.num_classes)]
     if pruning and dist.is_main():  # pruning reads the whole train split: rank 0 alone
         target = kind.in_budget_instances(Shape(data.image_shape, data.num_classes), cfg)

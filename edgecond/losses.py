@@ -100,6 +100,10 @@ class LossTerm:
     def frozen_prefix(self) -> int:
         return 0
 
+    def trained_prefix(self) -> int:
+        """The prefix this term trained as a subset: pruning and prefix ordering keep it first."""
+        return 0
+
     def report(self) -> dict:
         return {}
 
