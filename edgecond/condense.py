@@ -20,11 +20,12 @@ from typing import Any
 
 import torch
 
+from . import checkpoint
 from . import distributed as dist
 from .config import CondenseConfig, Shape, resolve_config, validate
 from .containers import Container
 from .data import Dataset
-from .io import atomic_write_text, container_meta, save_container
+from .io import CONTAINER_FILE, atomic_write_text, container_meta, remove_stale_temporaries, save_container
 from .kinds import Kind, get
 from .matching import Matcher
 from .multisize import herding_prefix_order
@@ -75,6 +76,8 @@ def condense(data: Dataset, kind: str = "hmn", ipc: float = 1.0, *, preset: str 
     else:
         validate(config, get(config.kind), dist.world_size())  # a tree from a file or built by hand
     k = get(config.kind)
+    if out is not None and dist.is_main():
+        remove_stale_temporaries(out)  # left by a run that was killed mid-write
     t0 = time.time()
     if k.matched:
         container, order, extra = _condense_matching(data, config, k, device=device, out=out, progress=progress,
@@ -97,10 +100,16 @@ def condense(data: Dataset, kind: str = "hmn", ipc: float = 1.0, *, preset: str 
         meta["pruning"] = {key: v for key, v in report["pruning"].items() if key != "aum"}
     result = CondenseResult(container.cpu().eval(), meta, report, config)
     if out is not None and dist.is_main():  # replicas are identical: rank 0 writes
-        write_run(result, data, Path(out))
-        if figures:
-            write_pruning_figures(report["pruning"], figures, data, Path(out))
+        write_run(result, data, Path(out), figures)
     return result
+
+
+def check_resumable(config: CondenseConfig, out: str | Path) -> None:
+    """Fail now, before any work, if `out` holds a checkpoint that --resume cannot continue from
+    (checkpoint.CheckpointError: unreadable, foreign, or written under other settings)."""
+    if get(config.kind).matched:
+        over = config.prune.over_budget if config.prune.method != "none" else 0.0
+        checkpoint.load(Path(out) / checkpoint.CHECKPOINT, checkpoint.settings(config, over))
 
 
 def _condense_matching(data: Dataset, cfg: CondenseConfig, kind: Kind, *, device: str, out, progress: bool,
@@ -159,9 +168,12 @@ def write_pruning_figures(pruning: dict, figures: dict, data: Dataset, out: Path
                 title=f"per class: {k} lowest-AUM images (left), {k} highest-AUM images (right)")
 
 
-def write_run(result: CondenseResult, data: Dataset, out: Path) -> None:
+def write_run(result: CondenseResult, data: Dataset, out: Path, figures: dict | None = None) -> None:
+    """Write the run's files; the container goes last and a previous one goes first, so a run
+    directory holding container.safetensors is always a finished run whose other files match it
+    (a process killed in between leaves no container: rerun with --resume)."""
     out.mkdir(parents=True, exist_ok=True)
-    save_container(out, result.container, result.meta)
+    (out / CONTAINER_FILE).unlink(missing_ok=True)
     if result.config is not None:
         atomic_write_text(out / CONFIG_FILE, json.dumps(result.config.to_dict(), indent=2))
     x, y = result.container.images(per_class=min(10, result.container.instances_per_class))
@@ -172,4 +184,7 @@ def write_run(result: CondenseResult, data: Dataset, out: Path) -> None:
         line_plot({"matching loss": (list(range(1, len(curve) + 1)), curve, None)}, out / "loss.png",
                   xlabel="outer iteration", ylabel="mean gradient distance",
                   title=f"{result.meta['kind']} on {data.name}")
+    if figures:
+        write_pruning_figures(result.report["pruning"], figures, data, out)
     atomic_write_text(out / "report.json", json.dumps(result.report, indent=2))
+    save_container(out, result.container, result.meta)

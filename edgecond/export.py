@@ -31,7 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from . import __version__
 from .containers import Container
-from .io import atomic_write, resolve
+from .io import atomic_write, remove_stale_temporaries, resolve
 
 ONNX_FORMAT_VERSION = 1
 FP32_ATOL = 1e-5
@@ -183,6 +183,7 @@ def export_onnx(container: Container, meta: dict, out: str | os.PathLike, precis
         raise ExportError(f"onnxruntime differs from torch by {err:.3g} (> {limit:g}) for {precision}; "
                           "nothing written")
     out = Path(out)
+    remove_stale_temporaries(out.parent)  # an earlier export killed mid-write
     atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
     return {"path": str(out), "bytes": len(data), "precision": precision, "max_abs_error": err,
             "budget_bytes": 4 * meta["budget_floats"], "instances_per_class": container.instances_per_class}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import tempfile
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from . import __version__
+from . import __version__, faults
 from .containers import Container
 from .kinds import build_from_file
 
@@ -75,6 +76,9 @@ def _umask() -> int:
     return mask
 
 
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+
+
 def _temporary(path: Path) -> str:
     """A new empty file beside `path`, created with the mode an ordinary open() would give (umask
     respected; mkstemp's 0600 would keep a model from the user or container it is handed to)."""
@@ -98,11 +102,42 @@ def atomic_write(path: Path, write) -> None:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         write(tmp)
+        faults.during_write(path.name, tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # writers (safetensors, torch) may have recreated it as 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of writers that died before their rename (killed, power cut).
+
+    Only atomic_write's own names (`.NAME.PID.HEX.tmp`) whose process is gone are touched, so a
+    live writer sharing the folder is left alone. Returns what was removed."""
+    d = Path(directory)
+    removed = []
+    if not d.is_dir():
+        return removed
+    for p in d.iterdir():
+        m = TEMPORARY.match(p.name)
+        if m and int(m["pid"]) != os.getpid() and not _alive(int(m["pid"])):
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
 
 
 def atomic_write_text(path: Path, text: str) -> None:
