@@ -62,14 +62,14 @@ def load(path: Path, now: dict, device: str = "cpu") -> dict | None:
     try:
         st = torch.load(path, map_location=device, weights_only=True)  # tensors only, no code
     except Exception as e:  # noqa: BLE001 - truncated, corrupt or not a torch file: all unreadable
-        raise CheckpointError(f"cannot read checkpoint {path} ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
-                              f"{way_out}") from None
+        why = "truncated or damaged" if isinstance(e, (RuntimeError, EOFError)) else type(e).__name__
+        raise CheckpointError(f"cannot read checkpoint {path} ({why}); {way_out}") from None
     if not isinstance(st, dict) or not {"outer", "container", "optimizer", "settings"} <= set(st):
         raise CheckpointError(f"{path} is not an edgecond checkpoint; {way_out}")
     saved = json.loads(st["settings"])
     differ = differences(saved, now) if saved else ["(a checkpoint of an older edgecond)"]
     if differ:
         raise CheckpointError(f"{path} was written by a run with other settings ({', '.join(differ)}); "
-                         f"remove it or match them")
+                              f"run with those settings, or {way_out}")
     return st
 

@@ -197,6 +197,7 @@ def condense(dataset, classes, ipc, kind, preset, seed, config_file, assignments
     """
     from . import distributed
     from .budget import BudgetError
+    from .condense import check_resumable
     from .condense import condense as run
     from .config import ConfigError
     from .io import OutputError, check_writable
@@ -213,6 +214,11 @@ def condense(dataset, classes, ipc, kind, preset, seed, config_file, assignments
     data, cfg = _resolve(dataset, classes, ipc, kind, preset, seed, config_file, assignments, data_root, download)
     if distributed.world_size() > 1 and not _kinds()[cfg.kind].matched:
         _fail(ValueError(f"{cfg.kind} needs no torchrun: run it as one process"))
+    if resume:
+        try:
+            check_resumable(cfg, out)
+        except ValueError as e:
+            _fail(e)
     log(f"{data.name}: {data.num_classes} classes, {len(data.x_train)} train / {len(data.x_val)} val / "
         f"{len(data.x_test)} test images of shape {data.image_shape}")
     try:
@@ -389,11 +395,14 @@ def export(container, onnx_path, precision, as_json):
               help="Condensation settings of the HMN strategies, as for `edgecond condense --set`.")
 @click.option("--loggers", default="", show_default=True,
               help="Avalanche loggers, comma-separated: text, csv, tensorboard (written under OUT/logs/).")
+@click.option("--resume", is_flag=True,
+              help="Keep what OUT already holds for these settings: finished strategies and seeds, and the "
+                   "HMN condensations' checkpoints.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @with_data_options
 def continual(dataset, experiences, strategies, budget_ipc, device_budget, epochs, seeds, preset, out, assignments,
-              loggers, as_json, device, data_root, download, threads):
+              loggers, resume, as_json, device, data_root, download, threads):
     """Class-incremental learning on an Avalanche stream, every strategy at equal buffer bytes.
 
     \b
@@ -403,6 +412,7 @@ def continual(dataset, experiences, strategies, budget_ipc, device_budget, epoch
     """
     from .continual.harness import LOGGERS, STRATEGIES, ContinualConfig
     from .continual.report import run_continual
+    from .io import OutputError, check_writable
 
     _threads(threads)
     names = [s.strip() for s in strategies.split(",") if s.strip()]
@@ -413,13 +423,17 @@ def continual(dataset, experiences, strategies, budget_ipc, device_budget, epoch
     bad = [s for s in log_names if s not in LOGGERS]
     if bad:
         _fail(ValueError(f"unknown logger {bad[0]!r}; choose from {', '.join(LOGGERS)}"))
+    try:
+        check_writable(out)
+    except OutputError as e:
+        _fail(e)
     data = _load_data(dataset, None, 0, data_root, download)
     try:
         schedule = [int(v) for v in device_budget.split(",")] if device_budget else []
         cfg = ContinualConfig(experiences=experiences, ipc=budget_ipc, epochs=epochs, preset=preset,
                               device_budget=schedule, loggers=log_names, log_dir=str(Path(out) / "logs"),
                               condense_settings=_settings(None, assignments)[1])
-        res = run_continual(data, names, cfg, seeds=seeds, out=Path(out), device=device, log=_log)
+        res = run_continual(data, names, cfg, seeds=seeds, out=Path(out), device=device, log=_log, reuse=resume)
     except ValueError as e:
         _fail(e)
     if as_json:

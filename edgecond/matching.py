@@ -19,6 +19,7 @@ log line every ~30 s otherwise (progress.py).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -261,10 +262,13 @@ class Matcher:
                                    f"{where}{saved}. Lower the learning rate.")
 
     def run(self, progress: bool = True, stop_after: int | None = None) -> list[float]:
-        """Run (or continue) the schedule; `stop_after` ends early after that many outer iterations."""
+        """Run (or continue) the schedule; `stop_after` ends early after that many outer iterations.
+
+        Ctrl-C checkpoints the last *completed* iteration (a copy kept between checkpoints), never
+        the half-updated container of the interrupted one, so resuming equals not stopping."""
         end = self.m.outer if stop_after is None else min(self.m.outer, stop_after)
         bar = Progress("condense", total=self.m.outer, initial=self.start, enabled=progress and dist.is_main())
-        outer = self.start
+        unsaved = None  # (outer, state) of the last completed iteration not yet checkpointed
         try:
             for outer in range(self.start, end):
                 dist.maybe_fail(outer)
@@ -276,9 +280,15 @@ class Matcher:
                 bar.update(loss=f"{loss:.4g}")
                 if (outer + 1) % self.m.checkpoint_every == 0 or outer + 1 == end:
                     self.save_checkpoint(outer + 1)
+                    unsaved = None
+                elif self.out is not None:
+                    unsaved = (outer + 1, copy.deepcopy(self.state(outer + 1)))
         except KeyboardInterrupt:
-            path = self.save_checkpoint(outer)
-            raise KeyboardInterrupt(f"interrupted; checkpoint written to {path}: rerun with --resume") from None
+            if unsaved is not None and dist.is_main():
+                checkpoint.save(self.checkpoint_path, unsaved[1])
+            where = (f"checkpoint {self.checkpoint_path}: rerun with --resume"
+                     if self.checkpoint_path is not None and self.checkpoint_path.is_file() else "no checkpoint")
+            raise KeyboardInterrupt(f"interrupted; {where}") from None
         finally:
             bar.close()
         self.start = end

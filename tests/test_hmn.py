@@ -200,6 +200,32 @@ def test_resume_equals_uninterrupted(digits, tmp_path, kind, extra):
         assert torch.equal(a, b), name
 
 
+def test_ctrl_c_mid_iteration_checkpoints_the_last_completed_one(digits, tmp_path, monkeypatch):
+    """Ctrl-C in the middle of outer iteration 2 (checkpoints every 5): resuming ends where an
+    uninterrupted run ends, because the half-updated container is never saved."""
+    cfg = tiny("hmn", digits, seed=2, match__outer=3, match__checkpoint_every=5)
+    straight = build("hmn", digits, 5, seed=2)
+    Matcher(straight, digits, cfg).run(progress=False)
+
+    m = Matcher(build("hmn", digits, 5, seed=2), digits, cfg, out=tmp_path)
+    steps, apply = [], m._apply_step
+
+    def interrupt_midway():
+        steps.append(1)
+        if len(steps) == 2 * 2 * 10 + 7:  # iteration 2 (inner 2 x 10 classes per iteration), 7th step
+            raise KeyboardInterrupt
+        apply()
+    monkeypatch.setattr(m, "_apply_step", interrupt_midway)
+    with pytest.raises(KeyboardInterrupt, match="--resume"):
+        m.run(progress=False)
+    resumed = build("hmn", digits, 5, seed=2)
+    m = Matcher(resumed, digits, cfg, out=tmp_path)
+    assert m.load_checkpoint() and m.start == 2
+    m.run(progress=False)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_checkpoint_from_other_settings_is_refused(digits, tmp_path):
     cfg = tiny("pixel", digits, 1)
     Matcher(build("pixel", digits, 1), digits, cfg, out=tmp_path).run(progress=False, stop_after=1)
