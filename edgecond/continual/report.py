@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import Dataset
-from ..io import atomic_write_text
+from ..io import atomic_write_text, remove_stale_temporaries
 from ..plots import line_plot
 from .harness import ContinualConfig, run_strategy, strategy_settings
 
@@ -33,10 +33,14 @@ def previous_results(out: Path, data: Dataset, cfg: ContinualConfig, seeds: int)
 def run_continual(data: Dataset, strategies: list[str], cfg: ContinualConfig, seeds: int, out: Path,
                   device: str = "cpu", log=print, reuse: bool = False) -> dict:
     """Every strategy over `seeds` seeds. `reuse`: strategies that `out` already holds for the same
-    configuration and seeds are taken from there, so adding a strategy runs only that one.
-    results.json is rewritten after every strategy (an interrupted run keeps what it finished)
-    and keeps the other strategies it held; the tables and the plot show `strategies`."""
+    configuration and seeds are taken from there, so adding a strategy runs only that one, and
+    each finished (strategy, seed) in `out/runs/` is too, so a killed run loses at most the seed
+    it was training (its HMN condensations resume from their own checkpoints in `out/models/`).
+    results.json is rewritten after every strategy and keeps the other strategies it held; the
+    tables and the plot show `strategies`."""
     out.mkdir(parents=True, exist_ok=True)
+    for d in (out, out / "runs", out / "models"):
+        remove_stale_temporaries(d)  # left by a run that was killed mid-write
     old = previous_results(out, data, cfg, seeds) if reuse else {}
 
     def payload(per: dict) -> dict:
@@ -51,9 +55,18 @@ def run_continual(data: Dataset, strategies: list[str], cfg: ContinualConfig, se
             per[name] = old[name]
             continue
         runs = []
+        settings = strategy_settings(name, data, cfg)
         for seed in range(seeds):
+            done = out / "runs" / f"{name}-s{seed}.json"
+            key = {"dataset": data.name, "config": json.loads(json.dumps(asdict(cfg))), "settings": settings}
+            kept = json.loads(done.read_text()) if reuse and done.is_file() else {}
+            if {k: kept.get(k) for k in key} == key:
+                log(f"{name}: seed {seed}: reused from {done}")
+                runs.append(kept["result"])
+                continue
             log(f"{name}: seed {seed} ...")
             runs.append(run_strategy(name, data, cfg, seed, out / "models", device))
+            atomic_write_text(done, json.dumps({**key, "result": runs[-1]}))
             log(f"{name}: seed {seed}: final accuracy {runs[-1]['final_accuracy']:.3f}")
         per[name] = {
             **{k: float(np.mean([r[k] for r in runs])) for k in KEYS},
@@ -64,7 +77,7 @@ def run_continual(data: Dataset, strategies: list[str], cfg: ContinualConfig, se
             "seen_accuracy_std": np.std([r["seen_accuracy"] for r in runs], axis=0).tolist(),
             "condense_s_per_experience": _mean_timing(runs, "condense_s"),
             "regenerate_s_per_experience": _mean_timing(runs, "regenerate_s"),
-            "settings": strategy_settings(name, data, cfg),
+            "settings": settings,
             "runs": runs,
         }
         atomic_write_text(out / "results.json", json.dumps(payload({**old, **per}), indent=1))
