@@ -26,37 +26,131 @@ class ModelError(ValueError):
     """The model file or a request to it is not usable; the message says why."""
 
 
-def read_metadata(path: str | os.PathLike) -> dict:
-    """The `edgecond` metadata of an ONNX model, validated; raises ModelError."""
+PRECISIONS = {"fp32": 4, "fp16": 2, "int8": 1}  # bytes per stored value
+# kinds whose graph maps every instance index to an image (HaBa enumerates basis x hallucinator
+# pairs, and an index past the last pair still selects a basis): their instance count has no
+# upper bound in the graph to check
+UNBOUNDED_INSTANCES = {"haba"}
+
+
+def _session(path: Path, threads: int = 1, log_level: int = 3):
     import onnxruntime as ort
 
-    p = Path(path)
-    if not p.is_file():
-        raise ModelError(f"no such model file: {p}")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.log_severity_level = log_level
+    # int8 models keep their weights behind DequantizeLinear: stop onnxruntime from fusing them into
+    # integer kernels, which would not compute what the parity check measured (no effect on others)
+    so.add_session_config_entry("session.disable_quant_qdq", "1")
     try:
-        so = ort.SessionOptions()
-        so.log_severity_level = 4
-        sess = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises several types for bad files
-        raise ModelError(f"{p} is not a loadable ONNX model: {str(e).splitlines()[0][:200]}") from e
+        raise ModelError(f"{path} is not a loadable ONNX model: {str(e).splitlines()[0][:200]}") from None
+
+
+def _metadata(sess, p: Path) -> dict:
+    """The `edgecond` metadata record of an open session, its fields checked for type and range."""
     raw = sess.get_modelmeta().custom_metadata_map.get("edgecond")
     if raw is None:
         raise ModelError(f"{p} is an ONNX model without edgecond metadata (export it with `edgecond export`)")
-    meta = json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        raise ModelError(f"{p} has unreadable edgecond metadata (not JSON)") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{p} has unreadable edgecond metadata (not a JSON object)")
     if meta.get("format_version", 0) > SUPPORTED_FORMAT:
         raise ModelError(f"{p} has format version {meta['format_version']}; this edgecond-device reads up to "
                          f"{SUPPORTED_FORMAT}: upgrade edgecond-device")
+
+    def bad(field, why):
+        return ModelError(f"{p}: metadata field {field!r} {why}; the file was damaged or edited: export it again")
+
+    classes, shape, k = meta.get("classes"), meta.get("image_shape"), meta.get("instances_per_class")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise bad("classes", "is not a non-empty list of names")
+    if not isinstance(shape, list) or len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
+        raise bad("image_shape", "is not three positive integers")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise bad("instances_per_class", "is not a positive integer")
+    for key in ("mean", "std"):
+        v = meta.get(key)
+        if not isinstance(v, list) or len(v) != shape[0] or not all(isinstance(x, (int, float)) for x in v):
+            raise bad(key, f"is not {shape[0]} numbers (one per channel)")
+    if meta.get("precision", "fp32") not in PRECISIONS:
+        raise bad("precision", f"is {meta.get('precision')!r}, not one of {', '.join(PRECISIONS)}")
     return meta
 
 
+def _runs(sess, c: int, i: int) -> bool:
+    import onnxruntime as ort
+
+    quiet = ort.RunOptions()
+    quiet.log_severity_level = 4  # a refused probe is an expected answer, not an error to print
+    try:
+        sess.run(None, {"class_index": np.array([c], np.int64), "instance_index": np.array([i], np.int64)}, quiet)
+        return True
+    except Exception:  # noqa: BLE001 - onnxruntime's INVALID_ARGUMENT for an index past a memory
+        return False
+
+
+def check_graph(sess, meta: dict, p: Path) -> None:
+    """Refuse a model whose metadata disagrees with its graph: the graph is the truth.
+
+    Probed with onnxruntime alone, kind-agnostically: the output's image shape; the last claimed
+    (class, instance) must generate; one class past the claim must not (the memories are indexed
+    by Gather, which rejects an index past its tensor); one instance past it must not either,
+    except for kinds whose graph accepts any instance index (UNBOUNDED_INSTANCES). The stored
+    bytes must hold the claimed values at the claimed precision (an fp32 claim on an fp16 file
+    cannot fit). What the graph cannot show through onnxruntime -- which class is which name --
+    stays the metadata's word.
+    """
+    n, k, shape = len(meta["classes"]), int(meta["instances_per_class"]), list(meta["image_shape"])
+    out = sess.get_outputs()[0].shape[1:]
+    if all(isinstance(v, int) for v in out) and list(out) != shape:
+        raise ModelError(f"{p}: metadata says images of shape {tuple(shape)} but the graph outputs {tuple(out)}; "
+                         f"the file was edited or mixed up: export it again")
+    if not _runs(sess, n - 1, k - 1):
+        raise ModelError(f"{p}: metadata says {n} classes x {k} instances but the graph cannot generate class "
+                         f"{n - 1}, instance {k - 1}; the file was edited or mixed up: export it again")
+    if _runs(sess, n, 0):
+        raise ModelError(f"{p}: metadata lists {n} classes but the graph holds more; the file was edited or "
+                         f"mixed up: export it again")
+    if meta.get("kind") not in UNBOUNDED_INSTANCES and _runs(sess, n - 1, k):
+        raise ModelError(f"{p}: metadata says {k} instances per class but the graph holds more; the file was "
+                         f"edited or mixed up: export it again")
+    stored = meta.get("stored_floats")
+    need = int(stored) * PRECISIONS[meta.get("precision", "fp32")] if isinstance(stored, int) else 0
+    if p.is_file() and p.stat().st_size < need:
+        raise ModelError(f"{p}: metadata says {stored:,} values in {meta.get('precision')} ({need:,} bytes) but the "
+                         f"file has {p.stat().st_size:,} bytes; the file was edited or mixed up: export it again")
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The `edgecond` metadata of an ONNX model, validated against its graph; raises ModelError."""
+    return _open(path)[0]
+
+
+def _open(path: str | os.PathLike, threads: int = 1) -> tuple[dict, object]:
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"no such model file: {p}")
+    sess = _session(p, threads)
+    meta = _metadata(sess, p)
+    check_graph(sess, meta, p)
+    return meta, sess
+
+
 class Regenerator:
-    """An exported container, ready to regenerate images on the device."""
+    """An exported container, ready to regenerate images on the device.
+
+    Opening it builds one onnxruntime session and checks the model's metadata against its graph
+    (`check_graph`), so a damaged or edited model is refused before it generates anything."""
 
     def __init__(self, path: str | os.PathLike, threads: int = 1):
         self.path = Path(path)
         self.threads = int(threads)
-        self.meta = read_metadata(self.path)
-        self._session = None
+        self.meta, self._session = _open(self.path, self.threads)
 
     # onnxruntime sessions cannot be pickled: keep the path, reopen lazily
     def __getstate__(self):
@@ -65,14 +159,7 @@ class Regenerator:
     @property
     def session(self):
         if self._session is None:
-            import onnxruntime as ort
-
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = self.threads
-            so.log_severity_level = 3
-            if self.meta.get("precision") == "int8":
-                so.add_session_config_entry("session.disable_quant_qdq", "1")
-            self._session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+            self._session = _session(self.path, self.threads)
         return self._session
 
     @property
