@@ -65,6 +65,16 @@ def test_a_seed_reproduces_a_replay_run_whatever_the_global_random_state(four, t
     assert runs[0] == runs[1]
 
 
+def test_an_hmn_run_does_not_depend_on_finding_its_containers_on_disk(four, tmp_path):
+    """Condensing in this process (which reseeds torch) or finding the containers on disk (a
+    resumed run, a strategy reusing another's) trains the learner on the same random streams."""
+    cfg = ContinualConfig(**{**TINY, "condense_settings": {**TINY["condense_settings"], "match.outer": 2}})
+    fresh = run_strategy("hmn", four, cfg, seed=1, workdir=tmp_path)
+    cached = run_strategy("hmn", four, cfg, seed=1, workdir=tmp_path)
+    assert fresh["timings"][0]["condense_s"] == cached["timings"][0]["condense_s"]  # the same containers
+    assert fresh["accuracy_matrix"] == cached["accuracy_matrix"]
+
+
 @pytest.mark.parametrize("name", [s for s in STRATEGIES if s != "joint"])
 def test_equal_bytes_accounting(four, tmp_path, name):
     cfg = ContinualConfig(**TINY)

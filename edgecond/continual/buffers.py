@@ -13,8 +13,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import random
 import time
 import warnings
 from pathlib import Path
@@ -28,6 +30,20 @@ from .scenario import avalanche_dataset
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from avalanche.training.storage_policy import ExemplarsBuffer, ParametricBuffer
+
+
+@contextlib.contextmanager
+def own_random_streams():
+    """Run the buffer's work on the side of the learner's random streams (torch's, NumPy's and
+    Python's global generators are restored afterwards). Condensation reseeds torch's global
+    generator; without this, a strategy's training would depend on whether its containers were
+    condensed in this process or found on disk (a resumed run, a strategy reusing another's)."""
+    py, np_state = random.getstate(), np.random.get_state()
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda):
+        yield
+    random.setstate(py)
+    np.random.set_state(np_state)
 
 
 class _NoDeprecatedUpdate:
@@ -176,6 +192,11 @@ class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
 
     def post_adapt(self, agent, exp):
         classes = [int(c) for c in exp.classes_in_this_experience]
+        with own_random_streams():
+            self._store(classes)
+        self.experience += 1
+
+    def _store(self, classes: list[int]) -> None:
         if self.shared:  # one model for every class seen: it replaces the previous one on the device
             path, timing = self.condense_shared(classes)
             self.models = [(path, self._seen() + classes)]
@@ -183,7 +204,6 @@ class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
             path, timing = self.condense_experience(classes)
             self.models.append((path, classes))
         self._timing(self.experience).update(timing)
-        self.experience += 1
 
     def _timing(self, experience: int) -> dict:
         while len(self.timings) <= experience:
