@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo test test-slow venv clean
+.PHONY: demo test test-slow wheels venv clean
 
 venv: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml export/pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch/torchvision pinned to the builds this project is tested with (CPU works; CUDA wheels too)
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e ./export
+	# the toolkit with its device runtime (./export's package ships inside it) and the test extras
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
@@ -28,6 +28,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# the two distributions: dist/edgecond-*.whl (toolkit + device runtime), dist/edgecond_device-*.whl (device alone)
+wheels: $(STAMP)
+	$(BIN)/python -m build --wheel --outdir dist .
+	$(BIN)/python -m build --wheel --outdir dist export
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,3 +1,5 @@
 """edgecond: on-device continual learning with condensed data."""
 
-__version__ = "0.1.0"
+from edgecond_device._version import __version__  # one version for both distributions
+
+__all__ = ["__version__"]
