@@ -1,19 +1,21 @@
 """Container -> ONNX: one graph from (class_index, instance_index) to the training images.
 
-The graph's inputs are two int64 vectors of any (equal) length; its output is the float32
-images (N, C, H, W) in the normalised space that `evaluate` trains on -- memories and
-weights are initialisers gathered inside the graph. The device turns outputs into pixels
-with the mean/std in the model's metadata.
+The graph's inputs are two int64 vectors of any (equal, >= 1) length; its outputs are
+`images`, the float32 images (N, C, H, W) in the normalised space that `evaluate` trains on,
+and `pixels`, the same images as uint8 (N, H, W, C) -- memories and weights are initialisers
+gathered inside the graph; onnxruntime computes only the outputs asked for.
 
 Export goes through torch.onnx's maintained dynamo path, then:
-* metadata (`edgecond` key, JSON): format and edgecond versions, class names, image shape,
-  normalisation, instances per class and their prefix order, budget, provenance and a hash
-  of the source container;
-* `--fp16` stores every float initialiser in half precision behind a Cast;
-* `--int8` stores weights and memories (>= 2-D initialisers) as int8 with per-channel
-  scales behind DequantizeLinear (weight-only), the rest as fp32;
+* metadata (`edgecond` key, compact JSON; ModelProto.model_version = the format version):
+  format and edgecond versions, kind, class names, image shape, normalisation, instances per
+  class, stored values, precision, budget bytes and a hash of the source container;
+* precision fp16 stores every float initialiser in half precision behind a Cast; int8 stores
+  weights and memories (>= 2-D initialisers) as int8 with per-channel scales behind
+  DequantizeLinear (weight-only), the rest as fp32;
+* `ort_format` adds the ORT-format model for onnxruntime's minimal/mobile builds (without
+  constant folding, so each precision keeps its size) and its required-operators list;
 * parity: onnxruntime's output on every instance must match torch within `atol`
-  (1e-5 for fp32) or nothing is written.
+  (1e-5 for fp32) for every file, or nothing is written.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -31,9 +34,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from . import __version__
 from .containers import Container
-from .io import atomic_write, remove_stale_temporaries, resolve
+from .io import atomic_write, atomic_write_text, remove_stale_temporaries, resolve
 
-ONNX_FORMAT_VERSION = 1
+ONNX_FORMAT_VERSION = 2  # 2: a uint8 `pixels` output beside `images`; compact metadata
 FP32_ATOL = 1e-5
 
 
@@ -41,24 +44,39 @@ class ExportError(RuntimeError):
     """The exported model failed a check; nothing was written."""
 
 
+PRECISIONS = ("fp32", "fp16", "int8")
+# the pixel output's normalisation constants: graph constants, not container storage, so they
+# stay float32 whatever the precision (half-precision std would move pixels off by one)
+PIXEL_CONSTANTS = ("pixel_mean", "pixel_std")
+
+
 class _Graph(torch.nn.Module):
-    def __init__(self, container: Container):
+    """(class_index, instance_index) -> (images, pixels): the normalised float images `evaluate`
+    trains on, and the same images as uint8 NHWC pixels (to_uint8's formula, in the graph, so a
+    consumer in any language needs no normalisation maths)."""
+
+    def __init__(self, container: Container, mean, std):
         super().__init__()
         self.container = container
+        self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
-    def forward(self, class_index: torch.Tensor, instance_index: torch.Tensor) -> torch.Tensor:
-        return self.container._generate(class_index, instance_index)
+    def forward(self, class_index: torch.Tensor, instance_index: torch.Tensor):
+        images = self.container._generate(class_index, instance_index)
+        pixels = ((images * self.pixel_std + self.pixel_mean) * 255.0 + 0.5).clamp(0.0, 255.0).floor()
+        return images, pixels.to(torch.uint8).permute(0, 2, 3, 1)
 
 
-def _torch_export(container: Container) -> onnx.ModelProto:
+def _torch_export(container: Container, mean, std, opset: int | None = None) -> onnx.ModelProto:
     container = container.cpu().eval()
     batch = torch.export.Dim("batch")
     example = (torch.tensor([0, 1], dtype=torch.long), torch.tensor([0, 0], dtype=torch.long))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prog = torch.onnx.export(_Graph(container), example, input_names=["class_index", "instance_index"],
-                                 output_names=["images"], dynamo=True, verbose=False,
-                                 dynamic_shapes={"class_index": {0: batch}, "instance_index": {0: batch}})
+        prog = torch.onnx.export(_Graph(container, mean, std), example, input_names=["class_index", "instance_index"],
+                                 output_names=["images", "pixels"], dynamo=True, verbose=False,
+                                 dynamic_shapes={"class_index": {0: batch}, "instance_index": {0: batch}},
+                                 **({"opset_version": opset} if opset is not None else {}))
     prog.optimize()
     model = prog.model_proto
     # drop the exporter's per-node provenance (stack traces) and intermediate shape info: they
@@ -76,7 +94,7 @@ def _replace_initialisers(model: onnx.ModelProto, convert) -> None:
     keep, new_nodes = [], []
     for init in graph.initializer:
         arr = numpy_helper.to_array(init)
-        out = convert(init.name, arr) if arr.dtype == np.float32 else None
+        out = convert(init.name, arr) if arr.dtype == np.float32 and init.name not in PIXEL_CONSTANTS else None
         if out is None:
             keep.append(init)
             continue
@@ -88,6 +106,27 @@ def _replace_initialisers(model: onnx.ModelProto, convert) -> None:
     nodes = list(graph.node)
     del graph.node[:]
     graph.node.extend(new_nodes + nodes)
+
+
+def compact_names(model: onnx.ModelProto) -> None:
+    """Short value names (t0, t1, ...) and no node names: a small container's model is mostly
+    its graph, and the exporter's names ("container.decoder.0.weight", "node_Reshape_26")
+    appear in every initialiser and every node that uses it. Inputs and outputs keep theirs."""
+    graph = model.graph
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output} | {""}
+    names: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if name in keep:
+            return name
+        return names.setdefault(name, f"t{len(names)}")
+
+    for init in graph.initializer:
+        init.name = short(init.name)
+    for node in graph.node:
+        node.name = ""
+        node.input[:] = [short(n) for n in node.input]
+        node.output[:] = [short(n) for n in node.output]
 
 
 def to_fp16(model: onnx.ModelProto) -> None:
@@ -125,17 +164,13 @@ def file_sha256(path: Path) -> str:
 
 
 def onnx_metadata(meta: dict, container: Container, precision: str, source: Path | None) -> dict:
-    keys = ("kind", "classes", "image_shape", "mean", "std", "budget_ipc", "budget_floats",
-            "dataset", "seed", "pruning", "multisize")
-    k = container.instances_per_class
-    order = meta.get("instance_order")
-    if order is None or all(o == list(range(k)) for o in order):
-        order = "identity"  # instance i of a class is its i-th image: the common case, stored compactly
+    """What the device needs, compactly: the container's provenance (pruning report, instance
+    order) stays in the container file, which `source_sha256` names."""
+    keys = ("kind", "classes", "image_shape", "mean", "std", "budget_ipc", "budget_floats", "dataset", "seed")
     return {"format_version": ONNX_FORMAT_VERSION, "edgecond_version": __version__,
-            **{key: meta[key] for key in keys if key in meta}, "instance_order": order,
+            **{key: meta[key] for key in keys if key in meta},
             "instances_per_class": container.instances_per_class, "stored_floats": container.stored_floats(),
-            "precision": precision,
-            "budget_bytes": {"fp32": 4 * meta["budget_floats"]},
+            "precision": precision, "budget_bytes": 4 * meta["budget_floats"],
             "source_sha256": file_sha256(source) if source is not None else None}
 
 
@@ -145,8 +180,7 @@ def session(model_bytes: bytes, precision: str, threads: int = 1):
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.log_severity_level = 3
-    if precision == "int8":
-        so.add_session_config_entry("session.disable_quant_qdq", "1")
+    so.add_session_config_entry("session.disable_quant_qdq", "1")  # as the device runtime: int8 stays weight-only
     return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
 
 
@@ -156,44 +190,112 @@ def parity_error(container: Container, model_bytes: bytes, precision: str, batch
     worst = 0.0
     with torch.no_grad():
         for c, i, ref in container.iter_batches(batch_size=batch):
-            out = sess.run(None, {"class_index": c.numpy(), "instance_index": i.numpy()})[0]
+            out = sess.run(["images"], {"class_index": c.numpy(), "instance_index": i.numpy()})[0]
             worst = max(worst, float(np.abs(out - ref.numpy()).max()))
     return worst
 
 
+def to_ort_format(model_bytes: bytes) -> bytes:
+    """The ORT-format model for onnxruntime's minimal and mobile builds.
+
+    Optimised at the basic level (standard ONNX operators only, so any build runs it) with
+    constant folding off: folding would turn the half-precision and int8 initialisers behind
+    their Cast/DequantizeLinear back into float32 and the file back into fp32's size."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = Path(d) / "model.onnx", Path(d) / "model.ort"
+        src.write_bytes(model_bytes)
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.optimized_model_filepath = str(dst)
+        so.add_session_config_entry("session.save_model_format", "ORT")
+        so.add_session_config_entry("session.disable_quant_qdq", "1")
+        ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"], disabled_optimizers=["ConstantFolding"])
+        return dst.read_bytes()
+
+
+def required_operators(ort_bytes: bytes, name: str) -> str:
+    """The operator list a reduced onnxruntime build needs for this model (onnxruntime's own
+    tool, the `--include_ops_by_config` file of its build script)."""
+    import logging
+
+    from onnxruntime.tools.ort_format_model import create_config_from_models
+
+    log = logging.getLogger("ort_format_model.utils")  # it logs each file it writes at INFO
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            model, config = Path(d) / name, Path(d) / "required_operators.config"
+            model.write_bytes(ort_bytes)
+            create_config_from_models([model], config, enable_type_reduction=False)
+            return config.read_text().replace(str(model), name)
+    finally:
+        log.setLevel(level)
+
+
+def _precision_error(precision: str) -> str | None:
+    return None if precision in PRECISIONS else f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+
+
 def export_onnx(container: Container, meta: dict, out: str | os.PathLike, precision: str = "fp32",
-                source: Path | None = None, atol: float | None = None) -> dict:
-    """Export, check (onnx.checker + parity), stamp metadata, write atomically; returns a summary."""
-    if precision not in ("fp32", "fp16", "int8"):
-        raise ValueError(f"precision must be fp32, fp16 or int8, got {precision!r}")
-    model = _torch_export(container)
+                source: Path | None = None, atol: float | None = None, opset: int | None = None,
+                ort_format: bool = False) -> dict:
+    """Export, check (onnx.checker + parity), stamp metadata, write atomically; returns a summary.
+
+    With `ort_format`, also OUT.ort (checked for parity the same way) and
+    OUT.required_operators.config. Every file is checked before any is written."""
+    err_msg = _precision_error(precision)
+    if err_msg:
+        raise ValueError(err_msg)
+    model = _torch_export(container, meta["mean"], meta["std"], opset)
     if precision == "fp16":
         to_fp16(model)
     elif precision == "int8":
         to_int8(model)
+    compact_names(model)
     md = onnx_metadata(meta, container, precision, source)
     del model.metadata_props[:]
-    onnx.helper.set_model_props(model, {"edgecond": json.dumps(md)})
+    onnx.helper.set_model_props(model, {"edgecond": json.dumps(md, separators=(",", ":"))})
     model.producer_name, model.producer_version = "edgecond", __version__
+    model.model_version = ONNX_FORMAT_VERSION
     onnx.checker.check_model(model, full_check=True)
-    data = model.SerializeToString()
-    err = parity_error(container, data, precision)
+    files = {".onnx": model.SerializeToString()}
+    if ort_format:
+        files[".ort"] = to_ort_format(files[".onnx"])
     limit = atol if atol is not None else {"fp32": FP32_ATOL, "fp16": 5e-2, "int8": 5e-1}[precision]
-    if not err <= limit:
-        raise ExportError(f"onnxruntime differs from torch by {err:.3g} (> {limit:g}) for {precision}; "
-                          "nothing written")
+    errors = {ext: parity_error(container, data, precision) for ext, data in files.items()}
+    for ext, err in errors.items():
+        if not err <= limit:
+            raise ExportError(f"onnxruntime ({ext}) differs from torch by {err:.3g} (> {limit:g}) for {precision}; "
+                              "nothing written")
     out = Path(out)
     remove_stale_temporaries(out.parent)  # an earlier export killed mid-write
-    atomic_write(out, lambda tmp: Path(tmp).write_bytes(data))
-    return {"path": str(out), "bytes": len(data), "precision": precision, "max_abs_error": err,
-            "budget_bytes": 4 * meta["budget_floats"], "instances_per_class": container.instances_per_class}
+    paths = {".onnx": out}
+    if ort_format:
+        paths[".ort"] = out.with_suffix(".ort")
+        ops = required_operators(files[".ort"], paths[".ort"].name)
+    for ext, data in files.items():
+        atomic_write(paths[ext], lambda tmp, data=data: Path(tmp).write_bytes(data))
+    if ort_format:
+        paths[".config"] = out.with_suffix(".required_operators.config")
+        atomic_write_text(paths[".config"], ops)
+    budget = 4 * meta["budget_floats"]
+    return {"path": str(out), "bytes": len(files[".onnx"]), "precision": precision,
+            "max_abs_error": errors[".onnx"], "budget_bytes": budget,
+            "instances_per_class": container.instances_per_class, "stored_values": container.stored_floats(),
+            "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
+            "files": {str(paths[ext]): {"bytes": len(data), "vs_budget": len(data) / budget,
+                                        "max_abs_error": errors[ext]} for ext, data in files.items()},
+            **({"required_operators": str(paths[".config"])} if ort_format else {})}
 
 
-def export_container(path: str | os.PathLike, out: str | os.PathLike, precision: str = "fp32") -> dict:
+def export_container(path: str | os.PathLike, out: str | os.PathLike, precision: str = "fp32",
+                     opset: int | None = None, ort_format: bool = False) -> dict:
     from .io import load_container
 
     src = resolve(path)
     container, meta = load_container(src)
-    return export_onnx(container, meta, out, precision=precision, source=src)
-
-
+    return export_onnx(container, meta, out, precision=precision, source=src, opset=opset, ort_format=ort_format)

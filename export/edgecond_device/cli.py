@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import secrets
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -13,24 +14,27 @@ import numpy as np
 
 from . import __version__
 from .pngio import encode_png, grid
-from .runtime import ModelError, Regenerator, to_uint8
+from .runtime import PRECISIONS, ModelError, Regenerator
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary name beside `path`, then rename: a reader never sees half a file.
+    Created with the mode an ordinary open() gives (the umask's), not mkstemp's 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp.exists():
+            tmp.unlink()
 
 
-def _open(model: str, threads: int = 1) -> Regenerator:
+def _open(model: str, threads: int = 1, providers: tuple[str, ...] = ()) -> Regenerator:
     try:
-        return Regenerator(model, threads=threads)
+        return Regenerator(model, threads=threads, providers=list(providers) or None)
     except ModelError as e:
         raise click.ClickException(str(e)) from e
 
@@ -38,7 +42,7 @@ def _open(model: str, threads: int = 1) -> Regenerator:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgecond-device")
 def main():
-    """Regenerate training images from an edgecond ONNX model with onnxruntime alone.
+    """Regenerate training images from an edgecond model (.onnx or .ort) with onnxruntime alone.
 
     \b
       edgecond-device info model.onnx
@@ -46,23 +50,40 @@ def main():
     """
 
 
+def summary(r: Regenerator) -> dict:
+    m = r.meta
+    size = r.path.stat().st_size
+    budget = m.get("budget_bytes")
+    budget = budget.get("fp32") if isinstance(budget, dict) else budget  # format 1 kept a dict
+    return {"path": str(r.path), "format": r.path.suffix.lstrip(".") or "onnx", "bytes": size,
+            "budget_bytes": budget, "vs_budget": size / budget if budget else None, "kind": m.get("kind"),
+            "classes": r.classes, "instances_per_class": r.instances_per_class, "image_shape": list(r.image_shape),
+            "precision": m.get("precision", "fp32"), "stored_values": m.get("stored_floats"),
+            "stored_value_bytes": (m["stored_floats"] * PRECISIONS[m.get("precision", "fp32")]
+                                   if isinstance(m.get("stored_floats"), int) else None),
+            "budget_ipc": m.get("budget_ipc"), "format_version": m.get("format_version"),
+            "model_version": r.model_version, "outputs": r.outputs, "edgecond_version": m.get("edgecond_version"),
+            "source_sha256": m.get("source_sha256")}
+
+
+provider_option = click.option("--provider", "providers", multiple=True, metavar="NAME",
+                               help="onnxruntime execution provider, in order of preference (repeatable; "
+                                    "default CPUExecutionProvider), e.g. CUDAExecutionProvider.")
+
+
 @main.command()
 @click.argument("model", type=click.Path())
+@provider_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def info(model, as_json):
-    """Show what MODEL holds: classes, images per class, budget, precision."""
-    r = _open(model)
-    m = r.meta
-    summary = {"path": str(model), "bytes": Path(model).stat().st_size, "kind": m.get("kind"),
-               "classes": r.classes, "instances_per_class": r.instances_per_class,
-               "image_shape": list(r.image_shape), "precision": m.get("precision"),
-               "budget_ipc": m.get("budget_ipc"), "budget_floats": m.get("budget_floats"),
-               "stored_floats": m.get("stored_floats"), "format_version": m.get("format_version"),
-               "edgecond_version": m.get("edgecond_version"), "source_sha256": m.get("source_sha256")}
+def info(model, providers, as_json):
+    """Show what MODEL holds: classes, images per class, bytes against the budget, precision."""
+    s = summary(_open(model, providers=providers))
     if as_json:
-        click.echo(json.dumps(summary))
+        click.echo(json.dumps(s))
         return
-    for k, v in summary.items():
+    for k, v in s.items():
+        if k == "vs_budget" and v is not None:
+            v = f"{v:.3f}"
         click.echo(f"{k:<20} {', '.join(map(str, v)) if isinstance(v, list) else v}")
 
 
@@ -75,34 +96,41 @@ def info(model, as_json):
               help="npz: exemplars.npz (uint8 pixels, float images, labels); png: one file per image + grid.png.")
 @click.option("--batch-size", type=int, default=1024, show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True, help="onnxruntime intra-op threads.")
-def regenerate(model, per_class, classes, out, fmt, batch_size, threads):
+@provider_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout (what was written).")
+def regenerate(model, per_class, classes, out, fmt, batch_size, threads, providers, as_json):
     """Regenerate MODEL's images (the exemplars its container trains on) into OUT."""
-    r = _open(model, threads)
+    r = _open(model, threads, providers)
     wanted = None if classes is None else [c.strip() for c in classes.split(",") if c.strip()]
     try:
         r.index_pairs(wanted, per_class)  # validate everything before writing anything
-        images, labels = r.generate(wanted, per_class, batch_size=batch_size)
+        pixels, labels = r.generate(wanted, per_class, batch_size=batch_size, output="pixels")  # from the graph
+        images = r.generate(wanted, per_class, batch_size=batch_size)[0] if fmt == "npz" else None
     except ModelError as e:
         raise click.ClickException(str(e)) from e
-    pixels = to_uint8(images, r.mean, r.std)
     out = Path(out)
     names = np.asarray(r.classes)
+    files = []
     if fmt == "npz":
-        import io
-
         buf = io.BytesIO()
         np.savez(buf, pixels=pixels, images=images, labels=labels, classes=names)
-        _atomic_bytes(out / "exemplars.npz", buf.getvalue())
+        files.append(out / "exemplars.npz")
+        _atomic_bytes(files[-1], buf.getvalue())
     else:
         counters: dict[int, int] = {}
         for px, y in zip(pixels, labels):
             k = counters.get(int(y), 0)
             counters[int(y)] = k + 1
-            _atomic_bytes(out / f"{int(y):03d}_{r.classes[int(y)]}" / f"{k:05d}.png", encode_png(px))
+            files.append(out / f"{int(y):03d}_{r.classes[int(y)]}" / f"{k:05d}.png")
+            _atomic_bytes(files[-1], encode_png(px))
     _atomic_bytes(out / "grid.png", encode_png(grid(pixels, labels, scale=max(1, 64 // r.image_shape[1]))))
-    click.echo(f"wrote {len(labels)} images ({len(set(labels.tolist()))} classes x "
-               f"{len(labels) // max(1, len(set(labels.tolist())))}) to {out} [{fmt}], grid: {out / 'grid.png'}",
-               err=True)
+    n_classes = len(set(labels.tolist()))
+    if as_json:
+        click.echo(json.dumps({"out": str(out), "format": fmt, "images": len(labels), "classes": n_classes,
+                               "per_class": len(labels) // max(1, n_classes), "files": len(files),
+                               "grid": str(out / "grid.png"), "model": summary(r)}))
+    click.echo(f"wrote {len(labels)} images ({n_classes} classes x {len(labels) // max(1, n_classes)}) to {out} "
+               f"[{fmt}], grid: {out / 'grid.png'}", err=True)
 
 
 if __name__ == "__main__":

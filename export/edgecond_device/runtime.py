@@ -19,7 +19,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-SUPPORTED_FORMAT = 1
+SUPPORTED_FORMAT = 2  # 1: images only; 2: + a uint8 `pixels` output
+OUTPUTS = ("images", "pixels")
 
 
 class ModelError(ValueError):
@@ -33,17 +34,29 @@ PRECISIONS = {"fp32": 4, "fp16": 2, "int8": 1}  # bytes per stored value
 UNBOUNDED_INSTANCES = {"haba"}
 
 
-def _session(path: Path, threads: int = 1, log_level: int = 3):
-    import onnxruntime as ort
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ModelError("edgecond-device needs an onnxruntime build: pip install 'edgecond-device[cpu]' "
+                         "(or onnxruntime-gpu, onnxruntime-openvino, ... for other hardware)") from None
+    return onnxruntime
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads)
-    so.log_severity_level = log_level
+
+def _session(path: Path, threads: int = 1, providers=None, session_options=None):
+    """One onnxruntime session: `providers` and `session_options` are passed through (CPU and a
+    quiet, `threads`-thread session by default)."""
+    ort = _onnxruntime()
+    so = session_options
+    if so is None:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = int(threads)
+        so.log_severity_level = 3
     # int8 models keep their weights behind DequantizeLinear: stop onnxruntime from fusing them into
     # integer kernels, which would not compute what the parity check measured (no effect on others)
     so.add_session_config_entry("session.disable_quant_qdq", "1")
     try:
-        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), so, providers=list(providers or ["CPUExecutionProvider"]))
     except Exception as e:  # noqa: BLE001 - onnxruntime raises several types for bad files
         raise ModelError(f"{path} is not a loadable ONNX model: {str(e).splitlines()[0][:200]}") from None
 
@@ -83,12 +96,10 @@ def _metadata(sess, p: Path) -> dict:
 
 
 def _runs(sess, c: int, i: int) -> bool:
-    import onnxruntime as ort
-
-    quiet = ort.RunOptions()
+    quiet = _onnxruntime().RunOptions()
     quiet.log_severity_level = 4  # a refused probe is an expected answer, not an error to print
     try:
-        sess.run(None, {"class_index": np.array([c], np.int64), "instance_index": np.array([i], np.int64)}, quiet)
+        sess.run(["images"], {"class_index": np.array([c], np.int64), "instance_index": np.array([i], np.int64)}, quiet)
         return True
     except Exception:  # noqa: BLE001 - onnxruntime's INVALID_ARGUMENT for an index past a memory
         return False
@@ -106,7 +117,10 @@ def check_graph(sess, meta: dict, p: Path) -> None:
     stays the metadata's word.
     """
     n, k, shape = len(meta["classes"]), int(meta["instances_per_class"]), list(meta["image_shape"])
-    out = sess.get_outputs()[0].shape[1:]
+    outputs = {o.name: o for o in sess.get_outputs()}
+    if "images" not in outputs:
+        raise ModelError(f"{p}: the graph has no `images` output; it is not an edgecond model: export it again")
+    out = outputs["images"].shape[1:]
     if all(isinstance(v, int) for v in out) and list(out) != shape:
         raise ModelError(f"{p}: metadata says images of shape {tuple(shape)} but the graph outputs {tuple(out)}; "
                          f"the file was edited or mixed up: export it again")
@@ -131,11 +145,11 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return _open(path)[0]
 
 
-def _open(path: str | os.PathLike, threads: int = 1) -> tuple[dict, object]:
+def _open(path: str | os.PathLike, threads: int = 1, providers=None, session_options=None) -> tuple[dict, object]:
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"no such model file: {p}")
-    sess = _session(p, threads)
+    sess = _session(p, threads, providers, session_options)
     meta = _metadata(sess, p)
     check_graph(sess, meta, p)
     return meta, sess
@@ -147,19 +161,22 @@ class Regenerator:
     Opening it builds one onnxruntime session and checks the model's metadata against its graph
     (`check_graph`), so a damaged or edited model is refused before it generates anything."""
 
-    def __init__(self, path: str | os.PathLike, threads: int = 1):
+    def __init__(self, path: str | os.PathLike, threads: int = 1, providers=None, session_options=None):
         self.path = Path(path)
         self.threads = int(threads)
-        self.meta, self._session = _open(self.path, self.threads)
+        self.providers = providers
+        self.meta, self._session = _open(self.path, self.threads, providers, session_options)
+        self.outputs = [o.name for o in self._session.get_outputs()]
+        self.model_version = self._session.get_modelmeta().version
 
-    # onnxruntime sessions cannot be pickled: keep the path, reopen lazily
+    # onnxruntime sessions cannot be pickled: keep the path, reopen lazily (with default options)
     def __getstate__(self):
-        return {"path": self.path, "threads": self.threads, "meta": self.meta, "_session": None}
+        return {**self.__dict__, "_session": None}
 
     @property
     def session(self):
         if self._session is None:
-            self._session = _session(self.path, self.threads)
+            self._session = _session(self.path, self.threads, self.providers)
         return self._session
 
     @property
@@ -225,30 +242,41 @@ class Regenerator:
         k = self._per_class(per_class)
         return np.repeat(cls, k), np.tile(np.arange(k, dtype=np.int64), len(cls))
 
-    def run(self, class_index: np.ndarray, instance_index: np.ndarray) -> np.ndarray:
-        """Images for explicit (class, instance) pairs; indices are validated here, not in the graph."""
+    def run(self, class_index, instance_index, output: str = "images") -> np.ndarray:
+        """Images for explicit (class, instance) pairs (any integer dtype, any length, 0 included);
+        indices are validated here, not in the graph. `output="pixels"`: uint8 (N, H, W, C)."""
+        if output not in OUTPUTS:
+            raise ModelError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
         c = np.asarray(class_index)
         i = np.asarray(instance_index)
+        c, i = (c.astype(np.int64) if c.size == 0 else c), (i.astype(np.int64) if i.size == 0 else i)  # [] is float64
         if c.ndim != 1 or c.shape != i.shape or not (np.issubdtype(c.dtype, np.integer) and np.issubdtype(i.dtype, np.integer)):
             raise ModelError("class_index and instance_index must be 1-D integer arrays of equal length")
-        if len(c) and (c.min() < 0 or c.max() >= self.num_classes or i.min() < 0 or i.max() >= self.instances_per_class):
+        ch, h, w = self.image_shape
+        if len(c) == 0:  # the graph needs at least one pair
+            return (np.zeros((0, h, w, ch), np.uint8) if output == "pixels" else np.zeros((0, ch, h, w), np.float32))
+        if c.min() < 0 or c.max() >= self.num_classes or i.min() < 0 or i.max() >= self.instances_per_class:
             raise ModelError(f"index out of range: classes 0..{self.num_classes - 1}, "
                              f"instances 0..{self.instances_per_class - 1}")
-        return self.session.run(None, {"class_index": c.astype(np.int64), "instance_index": i.astype(np.int64)})[0]
+        feed = {"class_index": c.astype(np.int64), "instance_index": i.astype(np.int64)}
+        if output == "pixels" and "pixels" not in self.outputs:  # a format-1 model: the same formula here
+            return to_uint8(self.session.run(["images"], feed)[0], self.mean, self.std)
+        return self.session.run([output], feed)[0]
 
-    def iter_batches(self, classes=None, per_class=None, batch_size: int = 1024) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_batches(self, classes=None, per_class=None, batch_size: int = 1024,
+                     output: str = "images") -> Iterator[tuple[np.ndarray, np.ndarray]]:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ModelError(f"batch_size must be a positive int, got {batch_size!r}")
         c, i = self.index_pairs(classes, per_class)
         for s in range(0, len(c), batch_size):
-            yield self.run(c[s:s + batch_size], i[s:s + batch_size]), c[s:s + batch_size]
+            yield self.run(c[s:s + batch_size], i[s:s + batch_size], output), c[s:s + batch_size]
 
-    def generate(self, classes=None, per_class=None, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    def generate(self, classes=None, per_class=None, batch_size: int = 1024,
+                 output: str = "images") -> tuple[np.ndarray, np.ndarray]:
         """All images of the first `per_class` instances of `classes`, class-major, with labels."""
-        parts = list(self.iter_batches(classes, per_class, batch_size))
+        parts = list(self.iter_batches(classes, per_class, batch_size, output))
         if not parts:
-            c, h, w = self.image_shape
-            return np.zeros((0, c, h, w), np.float32), np.zeros(0, np.int64)
+            return self.run(np.zeros(0, np.int64), np.zeros(0, np.int64), output), np.zeros(0, np.int64)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
