@@ -1,14 +1,18 @@
-"""Device-side cost of a CIFAR-sized HMN: model bytes, regeneration speed, cold start, memory.
+"""Device-side cost of a CIFAR-sized HMN: model bytes, regeneration speed, cold start, memory, accuracy.
 
     python benchmarks/device.py                       # HMN at the CIFAR-10 10-IPC configuration
     python benchmarks/device.py --container benchmarks/runs/cifar10_mini-hmn-ipc10-s0 --results device-quick
 
 Regeneration cost does not depend on the memories' values, so without --container the
 benchmark uses a freshly initialised HMN of Table 7's CIFAR-10 10-IPC shape (278 images per
-class). Measures: ONNX bytes (fp32/fp16/int8) against the budget; images/s for 1,000 images
-at 1 and 2 onnxruntime threads and several batch sizes (median of 7 runs); cold start to the
-first image and peak RSS of a process that only regenerates; torch eager on the same
-container; GFLOP/s achieved against the decoder's multiply-adds. Writes results/<--results>.{json,md}.
+class). Measures: model bytes of fp32/fp16/int8 as .onnx and .ort (onnxruntime's format for
+its minimal/mobile builds) against the budget's bytes; images/s for 1,000 images at 1 and 2
+onnxruntime threads and several batch sizes (median of 7 runs), and at 1 thread for every
+.ort; cold start to the first image and peak RSS of a process that only regenerates; torch
+eager on the same container; GFLOP/s achieved against the decoder's multiply-adds. With a
+condensed --container, also the test accuracy of a ConvNet trained on each precision's
+regenerated images (quick protocol, --seeds seeds): the size/accuracy trade.
+Writes results/<--results>.{json,md}.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import write
+from common import fmt, write
 from edgecond.budget import solve_hmn
+from edgecond.config import eval_config
+from edgecond.data import load_dataset
+from edgecond.evaluation import evaluate_images
 from edgecond.containers.hmn import HMN
 from edgecond.export import export_onnx
 from edgecond.io import load_container
@@ -65,10 +72,27 @@ def median_time(fn, repeats: int = 7) -> float:
     return float(np.median(times))
 
 
+def _accuracy(models: dict, meta: dict, args) -> dict:
+    """Test accuracy of a ConvNet trained on each precision's regenerated images (the .ort
+    regenerates the .onnx's images: the export's parity check holds both to the same tolerance)."""
+    torch.set_num_threads(args.threads)
+    data = load_dataset(meta["dataset"])
+    out = {}
+    for p, m in models.items():
+        x, y = Regenerator(m["path"], threads=args.threads).generate()
+        ev = evaluate_images(torch.from_numpy(x), torch.from_numpy(y), data, eval_config("quick"), seeds=args.seeds,
+                             progress=False)
+        out[p] = {k: ev[k] for k in ("accuracy_mean", "accuracy_std", "accuracies")}
+        print(f"{p}: {fmt(ev['accuracy_mean'], ev['accuracy_std'])}", file=sys.stderr, flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--container", default=None, help="a condensed HMN run directory (default: CIFAR-10 10-IPC shape)")
     ap.add_argument("--results", default="device", help="results/<name>.{json,md} to write (default: device)")
+    ap.add_argument("--seeds", type=int, default=3, help="evaluation seeds of the accuracy table (with --container)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for the accuracy table's training")
     args = ap.parse_args()
     if args.container:
         hmn, meta = load_container(args.container)
@@ -80,7 +104,8 @@ def main() -> None:
                 "mean": [0.5] * 3, "std": [0.25] * 3, "budget_ipc": 10, "budget_floats": 307200}
     hmn.eval()
     tmp = Path(tempfile.mkdtemp())
-    models = {p: export_onnx(hmn, meta, tmp / f"{p}.onnx", precision=p) for p in ("fp32", "fp16", "int8")}
+    models = {p: export_onnx(hmn, meta, tmp / f"{p}.onnx", precision=p, ort_format=True) for p in ("fp32", "fp16", "int8")}
+    files = {(p, Path(f).suffix): info for p, m in models.items() for f, info in m["files"].items()}
     budget_bytes = 4 * meta["budget_floats"]
     n_images = 1000
     per_class = n_images // hmn.num_classes
@@ -93,6 +118,12 @@ def main() -> None:
             for bs in (100, 250, 1000):
                 t = median_time(lambda: r.generate(per_class=per_class, batch_size=bs))
                 speed.append({"runtime": f"onnxruntime {precision}", "threads": threads, "batch": bs, "seconds": t,
+                              "images_per_s": n_images / t, "gflops": 2 * macs * n_images / t / 1e9})
+        if threads == 1:  # the ORT-format models, as a minimal build would run them
+            for precision in ("fp32", "fp16", "int8"):
+                r = Regenerator(tmp / f"{precision}.ort", threads=1)
+                t = median_time(lambda: r.generate(per_class=per_class, batch_size=250))
+                speed.append({"runtime": f"onnxruntime {precision} .ort", "threads": 1, "batch": 250, "seconds": t,
                               "images_per_s": n_images / t, "gflops": 2 * macs * n_images / t / 1e9})
         torch.set_num_threads(threads)
         with torch.no_grad():
@@ -108,14 +139,25 @@ def main() -> None:
         "instances_per_class": hmn.instances_per_class, "stored_floats": hmn.stored_floats(),
         "budget_bytes": budget_bytes, "decoder_macs_per_image": macs,
         "model_bytes": {p: m["bytes"] for p, m in models.items()},
+        "file_bytes": {f"{p}{ext}": f["bytes"] for (p, ext), f in files.items()},
+        "fp16_vs_fp32": {ext: files[("fp16", ext)]["bytes"] / files[("fp32", ext)]["bytes"] for ext in (".onnx", ".ort")},
+        "int8_vs_fp32": {ext: files[("int8", ext)]["bytes"] / files[("fp32", ext)]["bytes"] for ext in (".onnx", ".ort")},
         "max_abs_error": {p: m["max_abs_error"] for p, m in models.items()},
         "speed": speed, "cold_start_s": float(cold[0]), "regen_process_peak_rss_mb": float(cold[1]),
         "regen_process_imported_torch": cold[2] == "True",
         "onnxruntime_vs_torch_1thread": torch_1 / best_ort,
     }
-    lines = ["| model | bytes | vs budget bytes | max abs error |", "|---|---|---|---|"]
-    for p, m in models.items():
-        lines.append(f"| ONNX {p} | {m['bytes']:,} | {m['bytes'] / budget_bytes:.3f} | {m['max_abs_error']:.1e} |")
+    accuracy = _accuracy(models, meta, args) if args.container else {}
+    result["accuracy"] = accuracy
+    lines = [f"Budget: {budget_bytes:,} bytes ({meta['budget_ipc']:g} IPC of float32); the container stores "
+             f"{hmn.stored_floats():,} values.", "",
+             "| model | bytes | vs budget bytes | vs fp32 of its format | max abs error | test accuracy (%) |",
+             "|---|---|---|---|---|---|"]
+    for (p, ext), f in files.items():
+        acc = accuracy.get(p)
+        lines.append(f"| {p} {ext} | {f['bytes']:,} | {f['bytes'] / budget_bytes:.3f} | "
+                     f"{f['bytes'] / files[('fp32', ext)]['bytes']:.3f} | {f['max_abs_error']:.1e} | "
+                     f"{fmt(acc['accuracy_mean'], acc['accuracy_std']) if acc else ''} |")
     lines += ["", f"Regenerating {n_images:,} images (HMN, {hmn.instances_per_class} per class stored; "
               f"decoder {macs / 1e6:.2f} M multiply-adds per image):", "",
               "| runtime | threads | batch | time (ms) | images/s | GFLOP/s |", "|---|---|---|---|---|---|"]
