@@ -249,6 +249,7 @@ class HMNBuffer(_NoDeprecatedUpdate, ExemplarsBuffer):
     def stored_bytes(self) -> int:
         """Bytes of all stored containers' tensors at the exported precision."""
         from edgecond_device import read_metadata
+        from edgecond_device.runtime import PRECISIONS
 
-        per = {"fp32": 4, "fp16": 2, "int8": 1}[self.precision]
+        per = PRECISIONS[self.precision]  # bytes per stored value
         return sum(int(read_metadata(p)["stored_floats"]) * per for p, _ in self.models)

@@ -56,9 +56,9 @@ def run_continual(data: Dataset, strategies: list[str], cfg: ContinualConfig, se
             continue
         runs = []
         settings = strategy_settings(name, data, cfg)
+        key = {"dataset": data.name, "config": json.loads(json.dumps(asdict(cfg))), "settings": settings}
         for seed in range(seeds):
             done = out / "runs" / f"{name}-s{seed}.json"
-            key = {"dataset": data.name, "config": json.loads(json.dumps(asdict(cfg))), "settings": settings}
             kept = json.loads(done.read_text()) if reuse and done.is_file() else {}
             if {k: kept.get(k) for k in key} == key:
                 log(f"{name}: seed {seed}: reused from {done}")
