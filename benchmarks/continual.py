@@ -7,7 +7,9 @@
 `edgecond continual` (see edgecond/continual/harness.py) at the same buffer budget.
 Condensations are cached under benchmarks/runs/continual-*/models and shared by the HMN
 strategies; strategies whose results a run directory already holds for the same configuration
-and seeds are reused, so adding a strategy runs only that one (--fresh redoes them all).
+and seeds are reused, so adding a strategy runs only that one (--fresh redoes them all); each
+finished (strategy, seed) is kept in results/continual-seeds/, so a run longer than a session
+resumes on another machine from the committed files.
 Writes results/continual.{json,md} and results/continual-<dataset>-ipc<B>.png; sections for
 other datasets or budgets already in results/continual.json are kept, each with its own command.
 """
@@ -56,8 +58,10 @@ def main() -> None:
             # the published rows condensed their HMN buffers plainly (common.PLAIN, as before multisize
             # became the buffers' default); `edgecond continual` itself now uses the library's defaults
             cfg = ContinualConfig(experiences=5, ipc=ipc, epochs=args.epochs, condense_settings=PLAIN)
+            # finished (strategy, seed) results are kept beside the tables: commit them, and a run
+            # too long for one machine's session resumes on the next from what was committed
             res = run_continual(data, args.strategies.split(","), cfg, seeds=args.seeds, out=out,
-                                reuse=not args.fresh)
+                                reuse=not args.fresh, seed_dir=RESULTS / "continual-seeds" / out.name)
             plot_seen_accuracy(res, RESULTS / f"continual-{short(name)}-ipc{ipc:g}.png")
             for v in res["strategies"].values():
                 v.pop("runs")

@@ -389,7 +389,7 @@ def export(container, onnx_path, precision, opset, ort_format, as_json):
 @click.option("--experiences", type=int, default=5, show_default=True, help="Experiences the classes are split into.")
 @click.option("--strategies", default="naive,replay,replay-bytes,herding,lwf,hmn,hmn-lwf,joint", show_default=True,
               help="Comma-separated: naive, replay, replay-bytes, herding, lwf, hmn, hmn-fp16, hmn-lwf, "
-                   "hmn-shared (one HMN grown over the stream, decoder shared), joint.")
+                   "joint.")
 @click.option("--budget-ipc", type=float, default=10, show_default=True,
               help="Replay budget per class in float32 images (replay-bytes holds 4x as uint8; hmn-fp16 2x IPC).")
 @click.option("--device-budget", default=None,

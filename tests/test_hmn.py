@@ -289,24 +289,6 @@ def test_every_matched_container_learns(digits, kind):
     assert changed, f"{kind}: no parameter moved"
 
 
-def test_grown_hmn_keeps_every_parts_images_and_refuses_foreign_decoders():
-    """concat_classes (the continual hmn-shared strategy) must not change any part's images."""
-    shape = solve_hmn((1, 8, 8), 4, 10)
-    a = HMN(**{**shape.hmn_kwargs(), "num_classes": 2})
-    a.init_memories(torch.Generator().manual_seed(0))
-    b = HMN(**{**shape.hmn_kwargs(), "num_classes": 2})
-    b.init_memories(torch.Generator().manual_seed(1))
-    with pytest.raises(ValueError, match="share"):
-        HMN.concat_classes([a, b])
-    b.adopt_shared(a)
-    assert not any(p.requires_grad for p in b.decoder.parameters()) and not b.dataset_memory.requires_grad
-    grown = HMN.concat_classes([a, b])
-    assert grown.num_classes == 4 and grown.stored_floats() == shape.total_floats
-    with torch.no_grad():
-        (xa, _), (xb, _), (xg, _) = a.images(), b.images(), grown.images()
-    assert torch.equal(xg, torch.cat([xa, xb]))
-
-
 def test_decoder_lr_zero_matches_the_memories_only(digits):
     cfg = tiny("hmn", digits, decoder_lr=0.0)
     cont = build("hmn", digits, 5)

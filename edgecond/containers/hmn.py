@@ -117,51 +117,6 @@ class HMN(Container):
         data = self.instance_memory.data
         self.instance_memory = nn.Parameter(torch.stack([data[c, keep[c]] for c in range(self.num_classes)]))
 
-    # ------------------------------------------------------------------ shared tiers
-    def shared_state(self) -> dict[str, torch.Tensor]:
-        """The tiers every class uses: the dataset memory and the decoder."""
-        return {"dataset_memory": self.dataset_memory.detach(),
-                **{f"decoder.{k}": v.detach() for k, v in self.decoder.state_dict().items()}}
-
-    @torch.no_grad()
-    def adopt_shared(self, other: "HMN") -> None:
-        """Take `other`'s dataset memory and decoder and stop them training (requires_grad off).
-
-        A class-incremental stream grows one HMN this way: the shared tiers are learned on the
-        first experience; later experiences add class and instance memories only, so the images
-        of earlier classes never change and the shared floats are stored once.
-        """
-        if (other.config() | {"num_classes": 0}) != (self.config() | {"num_classes": 0}):
-            raise ValueError("adopt_shared needs an HMN of the same shape (all but the class count)")
-        self.dataset_memory.copy_(other.dataset_memory)
-        self.decoder.load_state_dict(other.decoder.state_dict())
-        self.dataset_memory.requires_grad_(False)
-        for p in self.decoder.parameters():
-            p.requires_grad_(False)
-
-    @classmethod
-    def concat_classes(cls, parts: list["HMN"]) -> "HMN":
-        """One HMN over all `parts`' classes, in order. The parts must share their dataset memory
-        and decoder exactly (see adopt_shared): anything else would change some part's images."""
-        first = parts[0]
-        ref = first.shared_state()
-        for p in parts[1:]:
-            st = p.shared_state()
-            if st.keys() != ref.keys() or not all(torch.equal(st[k], ref[k]) for k in ref):
-                raise ValueError("HMNs to concatenate must share their dataset memory and decoder exactly")
-        cfg = first.config()
-        cfg["num_classes"] = sum(p.num_classes for p in parts)
-        out = cls(**cfg)
-        with torch.no_grad():
-            out.dataset_memory.copy_(first.dataset_memory)
-            out.decoder.load_state_dict(first.decoder.state_dict())
-            out.class_memory.copy_(torch.cat([p.class_memory for p in parts]))
-            out.instance_memory.copy_(torch.cat([p.instance_memory for p in parts]))
-            if out.fc_channels:
-                out.fc_weight.copy_(torch.cat([p.fc_weight for p in parts]))
-                out.fc_bias.copy_(torch.cat([p.fc_bias for p in parts]))
-        return out
-
     @torch.no_grad()
     def init_memories(self, generator: torch.Generator, std: float = 0.5) -> None:
         """Memories ~ N(0, std^2); f_c starts as an identity-like map; decoder keeps torch's init."""

@@ -31,15 +31,19 @@ def previous_results(out: Path, data: Dataset, cfg: ContinualConfig, seeds: int)
 
 
 def run_continual(data: Dataset, strategies: list[str], cfg: ContinualConfig, seeds: int, out: Path,
-                  device: str = "cpu", log=print, reuse: bool = False) -> dict:
+                  device: str = "cpu", log=print, reuse: bool = False, seed_dir: Path | None = None) -> dict:
     """Every strategy over `seeds` seeds. `reuse`: strategies that `out` already holds for the same
     configuration and seeds are taken from there, so adding a strategy runs only that one, and
     each finished (strategy, seed) in `out/runs/` is too, so a killed run loses at most the seed
     it was training (its HMN condensations resume from their own checkpoints in `out/models/`).
+    `seed_dir` moves those per-seed files elsewhere (a benchmark keeps them with its results, so
+    a run spread over several machines resumes from what was committed).
     results.json is rewritten after every strategy and keeps the other strategies it held; the
     tables and the plot show `strategies`."""
     out.mkdir(parents=True, exist_ok=True)
-    for d in (out, out / "runs", out / "models"):
+    seed_dir = Path(seed_dir) if seed_dir is not None else out / "runs"
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    for d in (out, seed_dir, out / "models"):
         remove_stale_temporaries(d)  # left by a run that was killed mid-write
     old = previous_results(out, data, cfg, seeds) if reuse else {}
 
@@ -58,7 +62,7 @@ def run_continual(data: Dataset, strategies: list[str], cfg: ContinualConfig, se
         settings = strategy_settings(name, data, cfg)
         key = {"dataset": data.name, "config": json.loads(json.dumps(asdict(cfg))), "settings": settings}
         for seed in range(seeds):
-            done = out / "runs" / f"{name}-s{seed}.json"
+            done = seed_dir / f"{name}-s{seed}.json"
             kept = json.loads(done.read_text()) if reuse and done.is_file() else {}
             if {k: kept.get(k) for k in key} == key:
                 log(f"{name}: seed {seed}: reused from {done}")
