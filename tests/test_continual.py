@@ -83,7 +83,7 @@ def test_continual_cli(tmp_path):
     from edgecond.cli import main
 
     r = CliRunner().invoke(main, ["continual", "--strategies", "naive,replay", "--experiences", "2", "--epochs", "1",
-                                  "--loggers", "text,csv", "--out", str(tmp_path), "--json"])
+                                  "--loggers", "text,csv,tensorboard", "--out", str(tmp_path), "--json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     for name in ("naive", "replay"):
@@ -95,6 +95,8 @@ def test_continual_cli(tmp_path):
         text = (tmp_path / "logs" / f"{name}-s0" / "log.txt").read_text()
         assert "Top1_Acc_Stream" in text and "Top1_Acc_Seen" in text and "Forgetting_Max" in text
         assert ("BufferBytes" in text) == (name == "replay")
+        events = b"".join(p.read_bytes() for p in (tmp_path / "logs" / f"{name}-s0" / "tensorboard").glob("events*"))
+        assert b"Top1_Acc_Seen" in events and b"Forgetting_Max" in events  # scalar tags, stored as text
         rows = (tmp_path / "logs" / f"{name}-s0" / "csv" / "eval_results.csv").read_text().splitlines()
         assert rows[0].startswith("eval_exp") and len(rows) == 1 + 2 + 2  # header, then the test stream twice
     bad = CliRunner().invoke(main, ["continual", "--strategies", "nope", "--out", str(tmp_path)])

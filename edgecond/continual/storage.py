@@ -182,8 +182,8 @@ class CondensedBuffer(ExemplarsBuffer):
     def post_adapt(self, agent, exp):
         """Condense the experience just trained on, export it, keep the model."""
         self._like = exp.dataset
-        x, y = experience_tensors(exp.dataset)
-        with own_random_streams():
+        with own_random_streams():  # reading the data draws a loader seed; condensing reseeds torch
+            x, y = experience_tensors(exp.dataset)
             model, timing = self._condense(x, y, exp.current_experience)
         self.models.append(model)
         self.seen_classes += [c for c in model["classes"] if c not in self.seen_classes]
