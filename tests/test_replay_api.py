@@ -233,3 +233,31 @@ def test_unnormalised_stream_without_statistics_is_refused(plain_tensors):
     bench = avalanche_stream(x * 255, y)
     with pytest.raises(ValueError, match="not \\[0, 1\\] pixels"):
         CondensedBuffer(1000, CLASSES, settings=TINY).post_adapt(None, bench.train_stream[0])
+
+
+def test_an_interrupted_condensation_resumes_from_its_checkpoint(plain_tensors, tmp_path):
+    """A run killed after its last checkpoint but before writing the container resumes, not restarts."""
+    import json
+
+    from edgecond.io import load_container
+
+    exp = avalanche_stream(*plain_tensors).train_stream[0]
+    settings = {"match.outer": 2, "match.inner": 1, "match.net_steps": 1, "match.warm_start": 0,
+                "match.checkpoint_every": 1}
+    policy = CondensedBuffer(ipc_bytes(10, SHAPE, CLASSES), CLASSES, settings=settings, workdir=tmp_path)
+    policy.post_adapt(None, exp)
+    onnx_path = policy.models[0]["path"]
+    run = onnx_path.with_suffix("")
+    first, _ = load_container(run)
+    first_matching_s = json.loads((run / "report.json").read_text())["matching_seconds"]
+    (run / "container.safetensors").unlink()
+    onnx_path.unlink()
+    again = CondensedBuffer(ipc_bytes(10, SHAPE, CLASSES), CLASSES, settings=settings, workdir=tmp_path)
+    again.post_adapt(None, exp)
+    assert again.models[0]["path"] == onnx_path and onnx_path.is_file()
+    rep = json.loads((run / "report.json").read_text())
+    assert rep["resumed"] is True
+    assert rep["condense_seconds"] >= first_matching_s  # the time before the interruption still counts
+    second, _ = load_container(run)
+    for k, v in first.state_dict().items():
+        assert torch.equal(v, second.state_dict()[k]), k
