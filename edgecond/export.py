@@ -35,6 +35,7 @@ from onnx import TensorProto, helper, numpy_helper
 from . import __version__
 from .containers import Container
 from .io import atomic_write, atomic_write_text, remove_stale_temporaries, resolve
+from .quantise import int8_codes, vector_like
 
 ONNX_FORMAT_VERSION = 2  # 2: a uint8 `pixels` output beside `images`; compact metadata
 FP32_ATOL = 1e-5
@@ -137,18 +138,14 @@ def to_fp16(model: onnx.ModelProto) -> None:
 
 
 def to_int8(model: onnx.ModelProto) -> None:
+    """Weights and memories as int8 codes with per-channel scales (quantise.int8_codes: the same
+    codes quantisation-aware matching trains), dequantised in the graph."""
     def convert(name, arr):
-        if arr.ndim < 2:
+        if vector_like(arr.shape):  # biases and norm affines, however the graph shapes them
             return None
-        # per channel along axis 1: a ConvTranspose weight's output channels, a memory's channels
-        # (axis 0 of a memory would be one scale per stored instance)
-        moved = np.moveaxis(arr, 1, 0).reshape(arr.shape[1], -1)
-        scale = (np.abs(moved).max(axis=1) / 127.0).astype(np.float32)
-        scale[scale == 0] = 1.0
-        shape = [1, -1] + [1] * (arr.ndim - 2)
-        q = np.clip(np.round(arr / scale.reshape(shape)), -127, 127).astype(np.int8)
+        q, scale = (t.numpy() for t in int8_codes(torch.from_numpy(arr.copy())))
         qi = numpy_helper.from_array(q, f"{name}__q")
-        si = numpy_helper.from_array(scale, f"{name}__scale")
+        si = numpy_helper.from_array(scale.astype(np.float32), f"{name}__scale")
         zi = numpy_helper.from_array(np.zeros(arr.shape[1], dtype=np.int8), f"{name}__zero")
         node = helper.make_node("DequantizeLinear", [qi.name, si.name, zi.name], [name], axis=1, name=f"{name}__dq")
         return [qi, si, zi], [node]

@@ -58,6 +58,11 @@ class Container(nn.Module):
         """The parameter rows (along dim 1) that belong to the first n instances of every class alone."""
         raise NotImplementedError
 
+    def storage_axis(self, name: str) -> int:
+        """The channel axis of state tensor `name` for int8 storage's per-channel scales: the axis
+        the exported graph holds at position 1 (quantise.py). Axis 1 unless a kind says otherwise."""
+        return 1
+
     # -- shared behaviour ----------------------------------------------------------------
     def stored_floats(self) -> int:
         """Every stored floating-point value: parameters and buffers (docs/architecture.md, Budgets)."""

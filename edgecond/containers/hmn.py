@@ -110,6 +110,10 @@ class HMN(Container):
         p["decoder"] = sum(t.numel() for t in self.decoder.state_dict().values() if t.is_floating_point())
         return p
 
+    def storage_axis(self, name: str) -> int:
+        # (classes, instances, channels, h, w): the graph gathers from its (classes*instances, ...) view
+        return 2 if name == "instance_memory" else 1
+
     def frozen_slices(self, n: int):
         return [(self.instance_memory, slice(0, n))]
 
