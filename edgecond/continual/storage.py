@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..quantise import BYTES_PER_VALUE
 from .scenario import tensor_dataset
 
 with warnings.catch_warnings():
@@ -36,10 +37,6 @@ with warnings.catch_warnings():
     from avalanche.benchmarks.utils import DataAttribute, TransformGroups, concat_datasets
     from avalanche.benchmarks.utils.classification_dataset import ClassificationDataset
     from avalanche.training.storage_policy import ExemplarsBuffer, ParametricBuffer
-
-# bytes per stored value of each storage precision (fp32 is the papers' unit)
-BYTES_PER_VALUE = {"fp32": 4, "fp16": 2, "int8": 1, "uint8": 1}
-
 
 def ipc_bytes(ipc: float, image_shape: tuple[int, ...], num_classes: int, precision: str = "fp32") -> int:
     """Bytes of `ipc` images per class stored at `precision` -- the papers' IPC budget is fp32:
@@ -135,8 +132,7 @@ class CondensedBuffer(ExemplarsBuffer):
                  max_size: int | None = None, preset: str = "quick", settings: dict | None = None, seed: int = 0,
                  mean: list[float] | None = None, std: list[float] | None = None, flip: bool = False,
                  workdir: str | Path | None = None, device: str = "cpu", threads: int = 1, transform=None):
-        from edgecond_device.runtime import PRECISIONS
-
+        from ..export import PRECISIONS
         from ..kinds import get
 
         get(kind)  # unknown kinds fail here, not after the first experience
@@ -165,17 +161,14 @@ class CondensedBuffer(ExemplarsBuffer):
     def ipc_for(self, image_shape: tuple[int, ...]) -> float:
         """The IPC (fp32 images per class, condense's unit) that fills a class's share of the bytes
         at this buffer's precision."""
-        from edgecond_device.runtime import PRECISIONS
-
-        per_class_values = self.budget_bytes / self.num_classes / PRECISIONS[self.precision]
+        per_class_values = self.budget_bytes / self.num_classes / BYTES_PER_VALUE[self.precision]
         return per_class_values / math.prod(image_shape)
 
     def stored_bytes(self) -> int:
         """Bytes of every stored model's values at the exported precision."""
         from edgecond_device import read_metadata
-        from edgecond_device.runtime import PRECISIONS
 
-        return sum(int(read_metadata(m["path"])["stored_floats"]) * PRECISIONS[self.precision]
+        return sum(int(read_metadata(m["path"])["stored_floats"]) * BYTES_PER_VALUE[self.precision]
                    for m in self.models)
 
     # -- Avalanche hooks ----------------------------------------------------------------
