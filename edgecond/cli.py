@@ -395,6 +395,9 @@ def export(container, onnx_path, precision, opset, ort_format, as_json):
 @click.option("--device-budget", default=None,
               help="Images per class the device replays at each experience, e.g. 50,20,10,5 (multisize prefixes).")
 @click.option("--epochs", type=int, default=20, show_default=True, help="Training epochs per experience.")
+@click.option("--normalise", type=click.Choice(["first-experience", "none"]), default="first-experience",
+              show_default=True, help="The stream's normalisation: the first experience's statistics (a device "
+                                      "calibrating on its first data), or none ([0, 1] pixels).")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Seeds (class order + init) 0..N-1.")
 @click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
               help="Condensation preset of the HMN strategies.")
@@ -410,8 +413,8 @@ def export(container, onnx_path, precision, opset, ort_format, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @with_data_options
-def continual(dataset, experiences, strategies, budget_ipc, device_budget, epochs, seeds, preset, out, assignments,
-              loggers, resume, as_json, device, data_root, download, threads):
+def continual(dataset, experiences, strategies, budget_ipc, device_budget, epochs, normalise, seeds, preset, out,
+              assignments, loggers, resume, as_json, device, data_root, download, threads):
     """Class-incremental learning on an Avalanche stream, every strategy at equal buffer bytes.
 
     \b
@@ -442,7 +445,7 @@ def continual(dataset, experiences, strategies, budget_ipc, device_budget, epoch
     data = _load_data(dataset, None, 0, data_root, download)
     try:
         schedule = [int(v) for v in device_budget.split(",")] if device_budget else []
-        cfg = ContinualConfig(experiences=experiences, ipc=budget_ipc, epochs=epochs, preset=preset,
+        cfg = ContinualConfig(experiences=experiences, ipc=budget_ipc, epochs=epochs, preset=preset, normalise=normalise,
                               device_budget=schedule, loggers=log_names, log_dir=str(Path(out) / "logs"),
                               condense_settings=_settings(None, assignments)[1])
         res = run_continual(data, names, cfg, seeds=seeds, out=Path(out), device=device, log=_log, reuse=resume)

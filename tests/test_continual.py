@@ -23,6 +23,20 @@ def test_split_keeps_every_class():
         split_classes([0, 1], 3)
 
 
+def test_the_stream_is_normalised_with_the_first_experience_alone(four):
+    from edgecond.continual.scenario import build_stream
+
+    bench, groups, (mean, std) = build_stream(four, 2, seed=0)
+    pixels = four.to_pixels(four.x_train)
+    first = pixels[np.isin(four.y_train.numpy(), groups[0])]
+    assert mean[0] == pytest.approx(float(first.mean()), abs=1e-5)
+    assert std[0] == pytest.approx(float(first.std()), abs=1e-5)
+    x0 = bench.train_stream[0].dataset[0][0]
+    assert abs(float(pixels.mean()) - mean[0]) > 1e-3  # not the whole train split's
+    _, _, none = build_stream(four, 2, seed=0, normalise="none")
+    assert none is None and float(x0.abs().max()) > 1.0  # standardised, not [0, 1] pixels
+
+
 def test_scores_from_matrix():
     groups = [[0, 1], [2, 3]]
     m = [[0.9, 0.0], [0.5, 0.8]]
@@ -75,6 +89,12 @@ def test_equal_bytes_accounting(four, tmp_path, name):
     else:  # hmn containers: within the budget, and not leaving much of it unused
         assert 0.9 * budget <= b <= budget
     assert np.array(res["accuracy_matrix"]).shape == (2, 2)
+
+
+def test_a_pixel_stream_replays_condensed_images_in_pixel_space(four, tmp_path):
+    res = run_strategy("hmn", four, ContinualConfig(**{**TINY, "normalise": "none"}), seed=0, workdir=tmp_path)
+    assert 0.9 * res["budget_bytes_fp32"] <= res["buffer_bytes"] <= res["budget_bytes_fp32"]
+    assert res["timings"][1]["regenerate_s"] > 0
 
 
 def test_continual_cli(tmp_path):

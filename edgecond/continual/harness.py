@@ -53,6 +53,7 @@ class ContinualConfig:
     preset: str = "quick"             # condensation preset for the HMN strategies
     device_budget: list[int] = field(default_factory=list)  # images per class replayed per experience
     condense_settings: dict = field(default_factory=dict)   # dotted config keys, e.g. {"match.outer": 2}
+    normalise: str = "first-experience"  # the stream's: first experience's statistics, or none (pixels)
     loggers: list[str] = field(default_factory=list)        # Avalanche loggers: text, csv, tensorboard
     log_dir: str | None = None                              # where they write (one folder per run)
 
@@ -92,9 +93,9 @@ def _evaluator(cfg: ContinualConfig, name: str, seed: int, extra: list):
 
 
 def replay_plugins(name: str, model, cfg: ContinualConfig, data: Dataset, workdir: Path, seed: int,
-                   device: str) -> list:
+                   device: str, stats: tuple | None = None) -> list:
     """The replay plugins of a strategy, each at its byte budget (`ipc_bytes`: the fp32 bytes of
-    cfg.ipc images per class)."""
+    cfg.ipc images per class); `stats`: the (mean, std) the stream was normalised with, if any."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from avalanche.training.storage_policy import HerdingSelectionStrategy
@@ -109,7 +110,7 @@ def replay_plugins(name: str, model, cfg: ContinualConfig, data: Dataset, workdi
         replay = CondensedReplay(ipc_bytes(cfg.ipc, shape, classes), classes,
                                  precision="fp16" if name == "hmn-fp16" else "fp32", preset=cfg.preset,
                                  settings=cfg.condense_settings, seed=seed, flip=data.flip, workdir=workdir,
-                                 device=device)
+                                 device=device, mean=stats and stats[0], std=stats and stats[1])
         schedule = [BufferSchedule(replay.storage_policy, cfg.device_budget)] if cfg.device_budget else []
         return [replay, *schedule]
     return []
@@ -145,10 +146,10 @@ def _run_strategy(name: str, data: Dataset, cfg: ContinualConfig, seed: int, wor
     # Python's, NumPy's and torch's global generators: Avalanche's random exemplar selection
     # draws from Python's `random`, so seeding torch alone left replay buffers unreproducible
     RNGManager.set_random_seeds(seed)
-    bench, groups = build_stream(data, cfg.experiences, seed)
+    bench, groups, stats = build_stream(data, cfg.experiences, seed, cfg.normalise)
     model = build_convnet(data.image_shape, data.num_classes, width=cfg.width).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=5e-4)
-    plugins = replay_plugins(name, model, cfg, data, workdir, seed, device)
+    plugins = replay_plugins(name, model, cfg, data, workdir, seed, device, stats)
     policy = plugins[0].storage_policy if plugins else None
     scores_metric, cost = ClassIncrementalAccuracy(), ReplayCost(policy) if policy else None
     evaluator, files = _evaluator(cfg, name, seed, [scores_metric] + ([cost] if cost else []))

@@ -44,18 +44,36 @@ def split_classes(order: list[int], experiences: int) -> list[list[int]]:
     return out
 
 
-def build_stream(data: Dataset, experiences: int, seed: int):
-    """(Avalanche CLScenario, classes per experience) with a fixed class order from `seed`. The
-    stream holds [0, 1] pixels, as torchvision's ToTensor gives them: statistics of the whole
-    train split (the Dataset's normalisation) would tell the learner about classes to come."""
+NORMALISATIONS = ("first-experience", "none")
+
+
+def build_stream(data: Dataset, experiences: int, seed: int, normalise: str = "first-experience"):
+    """(Avalanche CLScenario, classes per experience, (mean, std) or None) with a fixed class
+    order from `seed`.
+
+    The learner never sees statistics of classes to come (the Dataset's own normalisation uses
+    the whole train split). `normalise="first-experience"`: the stream is standardised with the
+    per-channel mean and std of the first experience's training images -- a device calibrating
+    its input on the first data it gets -- and those statistics are returned, for the replay
+    buffers to work in the same space. `"none"`: the stream holds [0, 1] pixels, as torchvision's
+    ToTensor gives them (CondensedReplay then normalises with what it has seen so far).
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from avalanche.benchmarks.scenarios import class_incremental_benchmark
 
+    if normalise not in NORMALISATIONS:
+        raise ValueError(f"unknown normalisation {normalise!r}; choose from {', '.join(NORMALISATIONS)}")
     order = class_order(data.num_classes, seed)
     groups = split_classes(order, experiences)
+    x_train, x_test = data.to_pixels(data.x_train), data.to_pixels(data.x_test)
+    stats = None
+    if normalise == "first-experience":
+        first = x_train[torch.isin(data.y_train, torch.tensor(groups[0]))]
+        mean, std = first.mean(dim=(0, 2, 3)), first.std(dim=(0, 2, 3)).clamp_min(1e-3)
+        x_train, x_test = ((x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1) for x in (x_train, x_test))
+        stats = (mean.tolist(), std.tolist())
     bench = class_incremental_benchmark(
-        {"train": tensor_dataset(data.to_pixels(data.x_train), data.y_train),
-         "test": tensor_dataset(data.to_pixels(data.x_test), data.y_test)},
+        {"train": tensor_dataset(x_train, data.y_train), "test": tensor_dataset(x_test, data.y_test)},
         class_order=order, num_classes_per_exp=[len(g) for g in groups])
-    return bench, groups
+    return bench, groups, stats
