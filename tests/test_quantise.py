@@ -76,3 +76,32 @@ def test_the_exported_graph_reads_exactly_the_stored_values(digits, tmp_path, pr
     unquantised, _ = cont.images()
     assert np.abs(got - unquantised.detach().numpy()).max() > 10 * FP32_ATOL  # the rounding is visible
 
+
+
+@pytest.mark.parametrize("kind, precision", [("hmn", "int8"), ("hmn", "fp16"), ("pixel", "uint8"), ("haba", "int8"),
+                                             ("idc", "fp16")])
+def test_a_container_generates_from_its_stored_values_and_trains_its_raw_ones(digits, kind, precision):
+    cont = build(kind, digits, 10)
+    with torch.no_grad():
+        for p in cont.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    cont.pixel_stats = (digits.mean, digits.std)
+    cont.precision = precision
+    stored = copy.deepcopy(cont)
+    stored.precision = "fp32"
+    stored.load_state_dict(cont.stored_values(differentiable=False))
+    classes, instances = torch.tensor([0, 3, 9]), torch.tensor([0, 1, 0])
+    assert torch.equal(cont.generate(classes, instances), stored.generate(classes, instances))
+    assert torch.equal(cont.generate_own(classes, instances), stored.generate_own(classes, instances))
+    cont.generate(classes, instances).square().sum().backward()
+    assert all(p.grad is not None for p in cont.parameters() if p.requires_grad)  # straight through
+    raw = copy.deepcopy(cont)
+    raw.precision = "fp32"
+    assert not torch.equal(raw.generate(classes, instances), stored.generate(classes, instances))  # rounded
+
+
+def test_uint8_is_for_images_only(digits):
+    cont = build("hmn", digits, 10)
+    cont.precision = "uint8"
+    with pytest.raises(ValueError, match="not image-like"):
+        cont.stored_values()

@@ -16,12 +16,18 @@ from torch import nn
 
 
 class Container(nn.Module):
+    """`precision` says how the values are stored (quantise.py): `generate` reads them as stored
+    (fake-quantised, gradients straight through), so matching trains what the device will read.
+    `pixel_stats` (mean, std) is the space image-like tensors are stored in as uint8 pixels."""
+
     kind: ClassVar[str] = "base"
 
     def __init__(self, num_classes: int, image_shape: tuple[int, int, int]):
         super().__init__()
         self.num_classes = int(num_classes)
         self.image_shape = tuple(int(s) for s in image_shape)
+        self.precision = "fp32"
+        self.pixel_stats: tuple[list[float], list[float]] | None = None
 
     # -- what subclasses provide ------------------------------------------------------
     @property
@@ -32,15 +38,59 @@ class Container(nn.Module):
         """Images for valid index pairs; traceable (gathers by index_select) so it exports to ONNX."""
         raise NotImplementedError
 
+    def _generate_own(self, classes: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
+        """`_generate` with gradients to the pairs' own parameters only (see generate_own)."""
+        return self._generate(classes, instances)
+
     def generate(self, classes: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
         """Images (N, C, H, W) for the pairs (classes[n], instances[n]); each depends on its pair alone."""
         self.check_indices(classes, instances)
-        return self._generate(classes, instances)
+        if self.precision == "fp32":
+            return self._generate(classes, instances)
+        return torch.func.functional_call(self, self.stored_values(), (classes, instances))
 
     def generate_own(self, classes: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
         """Like `generate`, but gradients reach only the pairs' own parameters, not tiers shared
         with other instances (MDC's subset loss uses it). Pixel-like containers own everything."""
-        return self.generate(classes, instances)
+        self.check_indices(classes, instances)
+        if self.precision == "fp32":
+            return self._generate_own(classes, instances)
+        return torch.func.functional_call(self, self.stored_values(), (classes, instances), {"own": True})
+
+    def forward(self, classes: torch.Tensor, instances: torch.Tensor, own: bool = False) -> torch.Tensor:
+        """Unchecked generation from the module's current values (what `generate` calls with the
+        stored values swapped in)."""
+        return self._generate_own(classes, instances) if own else self._generate(classes, instances)
+
+    # -- storage -------------------------------------------------------------------------
+    def image_like(self, name: str) -> bool:
+        """Whether state tensor `name` holds images (stored as uint8 pixels at 8-bit precisions)."""
+        return False
+
+    def storage_axis(self, name: str) -> int:
+        """The channel axis of state tensor `name` for int8 storage's per-channel scales: the axis
+        the exported graph holds at position 1 (quantise.py). Axis 1 unless a kind says otherwise."""
+        return 1
+
+    def storage_precision(self, name: str) -> str:
+        """How state tensor `name` is stored: the container's precision, except image-like tensors,
+        which an 8-bit container stores as uint8 pixel levels."""
+        if self.precision in ("int8", "uint8") and self.image_like(name):
+            return "uint8"
+        if self.precision == "uint8":
+            raise ValueError(f"{self.kind}: {name} is not image-like and cannot be stored as uint8 pixels")
+        return self.precision
+
+    def stored_values(self, differentiable: bool = True) -> dict[str, torch.Tensor]:
+        """Every floating-point state tensor as stored (quantise.py); `differentiable`: through the
+        straight-through estimator, so gradients reach the raw values."""
+        from ..quantise import fake_quantise, quantise
+
+        rounding = fake_quantise if differentiable else quantise
+        mean, std = self.pixel_stats or (None, None)
+        state = list(self.named_parameters()) + list(self.named_buffers())
+        return {name: rounding(t, self.storage_precision(name), mean, std, axis=self.storage_axis(name))
+                for name, t in state if t.is_floating_point()}
 
     def config(self) -> dict:
         """JSON-able keyword arguments that rebuild this container's structure."""
@@ -57,11 +107,6 @@ class Container(nn.Module):
     def frozen_slices(self, n: int) -> list[tuple[torch.nn.Parameter, slice]]:
         """The parameter rows (along dim 1) that belong to the first n instances of every class alone."""
         raise NotImplementedError
-
-    def storage_axis(self, name: str) -> int:
-        """The channel axis of state tensor `name` for int8 storage's per-channel scales: the axis
-        the exported graph holds at position 1 (quantise.py). Axis 1 unless a kind says otherwise."""
-        return 1
 
     # -- shared behaviour ----------------------------------------------------------------
     def stored_floats(self) -> int:

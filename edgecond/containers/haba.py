@@ -49,6 +49,9 @@ class HaBa(Container):
     def instances_per_class(self) -> int:
         return self.n_bases * self.n_hall
 
+    def image_like(self, name: str) -> bool:
+        return name == "bases"
+
     def _generate(self, classes, instances):
         nb = self.n_bases
         b = self.bases.flatten(0, 1).index_select(0, classes * nb + instances % nb)  # (N, C, hb, wb)

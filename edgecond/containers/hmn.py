@@ -89,10 +89,9 @@ class HMN(Container):
     def _generate(self, classes: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.code(classes, instances))
 
-    def generate_own(self, classes: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
+    def _generate_own(self, classes: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
         """Images whose gradients reach their instance memories only: the dataset memory, f_c,
         the class memories and the decoder enter detached (they serve every other image too)."""
-        self.check_indices(classes, instances)
         frozen = {k: v.detach() for k, v in self.decoder.named_parameters()}
         return torch.func.functional_call(self.decoder, frozen, (self.code(classes, instances, shared_grad=False),))
 

@@ -27,6 +27,9 @@ class PixelContainer(Container):
     def instances_per_class(self) -> int:
         return self.pixels.shape[1]
 
+    def image_like(self, name: str) -> bool:
+        return name == "pixels"
+
     def _generate(self, classes, instances):
         n = self.instances_per_class
         return self.pixels.flatten(0, 1).index_select(0, classes * n + instances)
@@ -67,6 +70,9 @@ class IDCContainer(Container):
     @property
     def instances_per_class(self) -> int:
         return self.pixels.shape[1] * self.factor ** 2
+
+    def image_like(self, name: str) -> bool:
+        return name == "pixels"
 
     def _generate(self, classes, instances):
         n, f = self.pixels.shape[1], self.factor
