@@ -96,9 +96,32 @@ class Container(nn.Module):
         """JSON-able keyword arguments that rebuild this container's structure."""
         raise NotImplementedError
 
-    def parts(self) -> dict[str, int]:
-        """Stored float values per named part (sums to stored_floats())."""
+    PARTS: ClassVar[tuple[str, ...]] = ()  # the named parts (tiers), in report order
+
+    def part_of(self, name: str) -> str:
+        """The part (tier) state tensor `name` belongs to."""
         raise NotImplementedError
+
+    def _by_part(self, size) -> dict[str, int]:
+        out = dict.fromkeys(self.PARTS, 0)
+        for name, t in self.state_dict().items():
+            if t.is_floating_point():
+                part = self.part_of(name)
+                out[part] = out.get(part, 0) + size(name, t)
+        return out
+
+    def parts(self) -> dict[str, int]:
+        """Stored values per named part (sums to stored_floats())."""
+        return self._by_part(lambda name, t: t.numel())
+
+    def parts_bytes(self) -> dict[str, int]:
+        """Bytes per named part as stored at the container's precision, int8 scales included."""
+        from ..quantise import tensor_bytes
+
+        return self._by_part(lambda name, t: tensor_bytes(t, self.storage_precision(name), self.storage_axis(name)))
+
+    def stored_bytes(self) -> int:
+        return sum(self.parts_bytes().values())
 
     def select_instances(self, keep: torch.Tensor) -> None:
         """Keep instances keep[c] (a (num_classes, k) index tensor) in that order, drop the rest."""

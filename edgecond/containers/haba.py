@@ -74,9 +74,10 @@ class HaBa(Container):
         return {"num_classes": self.num_classes, "image_shape": list(self.image_shape), "bases": self.n_bases,
                 "hallucinators": self.n_hall, "channels": self.channels, "base_factor": self.base_factor}
 
-    def parts(self) -> dict[str, int]:
-        hall = sum(p.numel() for n, p in self.named_parameters() if n != "bases")
-        return {"bases": self.bases.numel(), "hallucinators": hall}
+    PARTS = ("bases", "hallucinators")
+
+    def part_of(self, name: str) -> str:
+        return "bases" if name == "bases" else "hallucinators"
 
     def frozen_slices(self, n):
         return [(self.bases, slice(0, min(n, self.n_bases)))]

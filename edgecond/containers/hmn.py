@@ -102,12 +102,12 @@ class HMN(Container):
                 "instance_channels": self.instance_channels, "fc_channels": self.fc_channels,
                 "hidden": self.hidden, "norm": self.norm}
 
-    def parts(self) -> dict[str, int]:
-        p = {"dataset_memory": self.dataset_memory.numel(), "class_memory": self.class_memory.numel(),
-             "instance_memory": self.instance_memory.numel()}
-        p["feature_extractors"] = (self.fc_weight.numel() + self.fc_bias.numel()) if self.fc_channels else 0
-        p["decoder"] = sum(t.numel() for t in self.decoder.state_dict().values() if t.is_floating_point())
-        return p
+    PARTS = ("dataset_memory", "class_memory", "instance_memory", "feature_extractors", "decoder")
+
+    def part_of(self, name: str) -> str:
+        if name.startswith("decoder."):
+            return "decoder"
+        return "feature_extractors" if name.startswith("fc_") else name
 
     def storage_axis(self, name: str) -> int:
         # (classes, instances, channels, h, w): the graph gathers from its (classes*instances, ...) view

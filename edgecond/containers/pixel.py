@@ -38,8 +38,10 @@ class PixelContainer(Container):
         return {"num_classes": self.num_classes, "image_shape": list(self.image_shape),
                 "instances": self.instances_per_class, "kind": self.kind}
 
-    def parts(self) -> dict[str, int]:
-        return {"pixels": self.pixels.numel()}
+    PARTS = ("pixels",)
+
+    def part_of(self, name: str) -> str:
+        return "pixels"
 
     def frozen_slices(self, n):
         return [(self.pixels, slice(0, n))]
@@ -88,8 +90,10 @@ class IDCContainer(Container):
         return {"num_classes": self.num_classes, "image_shape": list(self.image_shape),
                 "stored": self.pixels.shape[1], "factor": self.factor}
 
-    def parts(self) -> dict[str, int]:
-        return {"pixels": self.pixels.numel()}
+    PARTS = ("pixels",)
+
+    def part_of(self, name: str) -> str:
+        return "pixels"
 
     def frozen_slices(self, n):
         return [(self.pixels, slice(0, min(n, self.pixels.shape[1])))]  # the stored images holding them
