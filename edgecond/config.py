@@ -383,6 +383,17 @@ def validate(cfg: CondenseConfig, kind, world_size: int = 1) -> None:
         raise ConfigError(f"the {kind.name} container cannot do: " + "; ".join(refuse))
 
 
+def settings_digest(cfg: CondenseConfig) -> str:
+    """8 hex digits naming what a run's results depend on: the kind, the budget and every setting
+    whose resolved value differs from the dataclass default. A setting added later with a default
+    that keeps the old behaviour leaves digests, and results kept under them, valid."""
+    import hashlib
+
+    base, values = _flat_values(CondenseConfig()), _flat_values(cfg)
+    changed = {k: v for k, v in values.items() if v != base[k] or k in ("kind", "ipc")}
+    return hashlib.sha1(json.dumps(changed, sort_keys=True, default=list).encode()).hexdigest()[:8]
+
+
 def _flat_values(cfg: CondenseConfig) -> dict[str, Any]:
     out = {}
     for key in LEAVES:

@@ -118,16 +118,14 @@ def replay_plugins(name: str, model, cfg: ContinualConfig, data: Dataset, workdi
 
 def strategy_settings(name: str, data: Dataset, cfg: ContinualConfig) -> str | None:
     """What besides ContinualConfig decides a strategy's result: for the HMN strategies, the digest
-    of the condensation settings in force (preset defaults included); None for the others."""
-    import hashlib
-    import json
-
+    of the condensation settings in force (preset defaults included; config.settings_digest);
+    None for the others."""
     from ..condense import settings_for
+    from ..config import settings_digest
 
     if not name.startswith("hmn"):
         return None
-    resolved = settings_for(data, "hmn", cfg.ipc, preset=cfg.preset, settings=cfg.condense_settings).to_dict()
-    return hashlib.sha1(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:8]
+    return settings_digest(settings_for(data, "hmn", cfg.ipc, preset=cfg.preset, settings=cfg.condense_settings))
 
 
 def run_strategy(name: str, data: Dataset, cfg: ContinualConfig, seed: int, workdir: Path,
