@@ -38,6 +38,24 @@ class BudgetError(ValueError):
     """No HMN fits the requested budget."""
 
 
+UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000 ** 2, "GB": 1000 ** 3, "KIB": 1024, "MIB": 1024 ** 2,
+         "GIB": 1024 ** 3}
+
+
+def parse_bytes(text: str | int) -> int:
+    """A byte budget as a user writes it: 122880, '120KB' (1000 bytes a KB), '120KiB', '1.2MB'."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(text))
+    unit = m.group(2).upper() if m else None
+    if m is None or unit not in UNITS:
+        raise ValueError(f"not a byte budget: {text!r} (a number of bytes, or with KB, MB, GB, KiB, MiB, GiB)")
+    value = float(m.group(1)) * UNITS[unit]
+    if value < 1 or value != int(value):
+        raise ValueError(f"a byte budget is a whole, positive number of bytes: {text!r} is {value:g}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Tiers:
     dataset_channels: int

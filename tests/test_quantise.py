@@ -105,3 +105,19 @@ def test_uint8_is_for_images_only(digits):
     cont.precision = "uint8"
     with pytest.raises(ValueError, match="not image-like"):
         cont.stored_values()
+
+
+@pytest.mark.parametrize("text, value", [("122880", 122880), ("120KB", 120_000), ("120KiB", 122_880),
+                                         ("1.2MB", 1_200_000), (" 30 kb ", 30_000), (4096, 4096)])
+def test_byte_budgets_parse(text, value):
+    from edgecond.budget import parse_bytes
+
+    assert parse_bytes(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "12QB", "-5", "0", "0.5", "1.0001KB", "KB"])
+def test_bad_byte_budgets_are_refused(text):
+    from edgecond.budget import parse_bytes
+
+    with pytest.raises(ValueError, match="byte budget"):
+        parse_bytes(text)
