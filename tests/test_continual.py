@@ -8,13 +8,19 @@ from edgecond.continual.harness import STRATEGIES, ContinualConfig, run_strategy
 from edgecond.continual.metrics import class_incremental_scores
 from edgecond.continual.scenario import split_classes
 
-TINY = dict(experiences=2, ipc=10, epochs=1,
-            condense_settings={"match.outer": 1, "match.inner": 1, "match.net_steps": 1})
+TINY = dict(experiences=2, ipc=10, epochs=1,  # accounting and plumbing only: no warm start to speak of
+            condense_settings={"match.outer": 1, "match.inner": 1, "match.net_steps": 1, "match.warm_start": 20})
 
 
 @pytest.fixture(scope="module")
 def four(digits):
     return digits.subset([0, 1, 2, 3])
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """One condensation cache for the strategies that share containers (hmn, hmn-lwf)."""
+    return tmp_path_factory.mktemp("models")
 
 
 def test_split_keeps_every_class():
@@ -74,9 +80,9 @@ def test_an_hmn_run_does_not_depend_on_finding_its_containers_on_disk(four, tmp_
 
 
 @pytest.mark.parametrize("name", [s for s in STRATEGIES if s != "joint"])
-def test_equal_bytes_accounting(four, tmp_path, name):
+def test_equal_bytes_accounting(four, models, name):
     cfg = ContinualConfig(**TINY)
-    res = run_strategy(name, four, cfg, seed=0, workdir=tmp_path)
+    res = run_strategy(name, four, cfg, seed=0, workdir=models)
     budget = res["budget_bytes_fp32"]
     assert budget == 4 * 10 * 64 * 4  # 4 classes x 10 IPC x 64 floats x 4 bytes
     b = res["buffer_bytes"]

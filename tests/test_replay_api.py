@@ -13,7 +13,8 @@ pytest.importorskip("avalanche")
 from edgecond.continual import (BufferSchedule, CondensedBuffer, CondensedReplay, ExemplarReplay,  # noqa: E402
                                 ipc_bytes)
 
-TINY = {"match.outer": 1, "match.inner": 1, "match.net_steps": 1}
+TINY = {"match.outer": 1, "match.inner": 1, "match.net_steps": 1, "match.warm_start": 300}  # replay worth having
+FAST = {**TINY, "match.warm_start": 20}  # plumbing only
 SHAPE, CLASSES = (1, 8, 8), 4
 
 
@@ -173,7 +174,7 @@ def test_resize_and_schedule_take_prefixes_without_condensing_again(plain_tensor
     from edgecond import condense
 
     bench = avalanche_stream(*plain_tensors)
-    policy = CondensedBuffer(ipc_bytes(10, SHAPE, CLASSES), CLASSES, settings=TINY)
+    policy = CondensedBuffer(ipc_bytes(10, SHAPE, CLASSES), CLASSES, settings=FAST)
     for exp in bench.train_stream:
         policy.post_adapt(None, exp)
     full = len(policy.buffer)
@@ -212,7 +213,7 @@ def test_exemplar_replay_holds_uint8_images_at_equal_bytes(plain_tensors):
 def test_another_kind_and_precision(plain_tensors):
     bench = avalanche_stream(*plain_tensors)
     budget = ipc_bytes(2, SHAPE, CLASSES)
-    policy = CondensedBuffer(budget, CLASSES, kind="idc", precision="fp16", settings=TINY)
+    policy = CondensedBuffer(budget, CLASSES, kind="idc", precision="fp16", settings=FAST)
     policy.post_adapt(None, bench.train_stream[0])
     assert policy.stored_bytes() <= budget // 2
     assert len(policy.buffer) > 0
@@ -232,7 +233,7 @@ def test_unnormalised_stream_without_statistics_is_refused(plain_tensors):
     x, y = plain_tensors
     bench = avalanche_stream(x * 255, y)
     with pytest.raises(ValueError, match="not \\[0, 1\\] pixels"):
-        CondensedBuffer(1000, CLASSES, settings=TINY).post_adapt(None, bench.train_stream[0])
+        CondensedBuffer(1000, CLASSES, settings=FAST).post_adapt(None, bench.train_stream[0])
 
 
 def test_an_interrupted_condensation_resumes_from_its_checkpoint(plain_tensors, tmp_path):
