@@ -37,6 +37,14 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "hmn-dec64x32-ws4000-dlr0": ("hmn", {"container.decoder": "64x32", "match.warm_start": 4000,
                                          "match.decoder_lr": 0.0}),
     "hmn-shared": ("hmn", {"match.subset_shared": True}),  # with multisize: the subset loss trains shared tiers
+    # storage precisions at equal bytes (benchmarks/bytes.py): u8 = 8-bit pixels (the int8 setting)
+    "random-u8": ("random", {"precision": "int8"}),
+    "herding-u8": ("herding", {"precision": "int8"}),
+    "pixel-fp32": ("pixel", {}),
+    "pixel-u8": ("pixel", {"precision": "int8"}),
+    "hmn-fp32": ("hmn", {}),
+    "hmn-fp16": ("hmn", {"precision": "fp16"}),
+    "hmn-int8": ("hmn", {"precision": "int8"}),
 }
 
 
@@ -62,6 +70,51 @@ def condense_run(dataset: str, name: str, ipc: float, seed: int, threads: int, m
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     return {"dir": str(out), **json.loads((out / "report.json").read_text())}
+
+
+def equal_budget_parser(doc: str, what: str, default: list[str]) -> argparse.ArgumentParser:
+    """parser() plus what equal_budget_rows reads: --<what> (the rows), --ipcs, --fresh."""
+    ap = parser(doc)
+    ap.add_argument(f"--{what}", default=",".join(default))
+    ap.add_argument("--ipcs", default=None, help="override the per-dataset IPCs, e.g. 5")
+    ap.add_argument("--fresh", action="store_true", help="ignore cached rows")
+    return ap
+
+
+def equal_budget_rows(name: str, args, ipcs: dict, methods: list[str], order, row) -> list[dict]:
+    """The rows of results/<name>.json for every dataset x IPC x method: cached rows with the same
+    seeds are kept (unless args.fresh); the others are condensed (condense_run), evaluated on the
+    images they regenerate with the quick protocol over args.seeds seeds, and made a row by
+    row(rep, ev) (rep: the run's report). The file is rewritten after every row (other processes'
+    finished rows kept), so a killed recipe loses at most the row it was on."""
+    from edgecond.config import eval_config
+    from edgecond.data import load_dataset
+    from edgecond.evaluation import evaluate_images
+    from edgecond.io import load_container
+
+    cached = {} if args.fresh else cached_rows(name, "dataset", "ipc", "method")
+    cfg = eval_config("quick")
+    mine: dict = {}
+
+    def rows() -> list[dict]:
+        results = {**cached_rows(name, "dataset", "ipc", "method"), **mine}
+        return [results[k] for k in sorted(results, key=order)]
+
+    for dataset in args.datasets:
+        data = load_dataset(dataset)
+        for ipc in [int(v) for v in args.ipcs.split(",")] if args.ipcs else ipcs[short(dataset)]:
+            for method in methods:
+                key = (short(dataset), ipc, method)
+                if key in cached and cached[key]["seeds"] == list(range(args.seeds)):
+                    continue
+                rep = condense_run(dataset, method, ipc, seed=0, threads=args.threads)
+                cont, _ = load_container(rep["dir"])
+                x, y = cont.images()  # as the container generates them: from its values as stored
+                ev = evaluate_images(x, y, data, cfg, seeds=args.seeds, progress=False)
+                mine[key] = {"dataset": key[0], "ipc": ipc, "method": method, **ev, **row(rep, ev)}
+                print(*key, fmt(ev["accuracy_mean"], ev["accuracy_std"]), f"{rep['condense_seconds']:.0f}s", flush=True)
+                write(name, {"seeds": args.seeds, "eval": cfg.__dict__, "rows": rows()}, "(partial)")
+    return rows()
 
 
 def cached_rows(name: str, *key: str) -> dict:

@@ -17,11 +17,8 @@ condensation resumes from its checkpoint.
 
 from __future__ import annotations
 
-from common import cached_rows, condense_run, fmt, parse, parser, short, write
+from common import equal_budget_parser, equal_budget_rows, fmt, parse, write
 from edgecond.config import eval_config
-from edgecond.data import load_dataset
-from edgecond.evaluation import evaluate_images
-from edgecond.io import load_container
 from edgecond.kinds import names
 
 IPCS = {"digits": [2, 5], "cifar10_mini": [1, 10]}
@@ -38,37 +35,11 @@ def order(key):
 
 
 def main() -> None:
-    ap = parser(__doc__)
-    ap.add_argument("--kinds", default=",".join(KINDS))
-    ap.add_argument("--ipcs", default=None, help="override the per-dataset IPCs, e.g. 5")
-    ap.add_argument("--fresh", action="store_true", help="ignore cached rows")
-    args = parse(ap)
-    cached = {} if args.fresh else cached_rows("condense", "dataset", "ipc", "method")
-    cfg = eval_config("quick")
-    mine: dict = {}  # (dataset, ipc, method) -> row measured by this process; the file keeps all others
-    for name in args.datasets:
-        data = load_dataset(name)
-        ipcs = [int(v) for v in args.ipcs.split(",")] if args.ipcs else IPCS[short(name)]
-        for ipc in ipcs:
-            for kind in args.kinds.split(","):
-                key = (short(name), ipc, kind)
-                if key in cached and cached[key]["seeds"] == list(range(args.seeds)):
-                    continue
-                rep = condense_run(name, kind, ipc, seed=0, threads=args.threads)
-                cont, _ = load_container(rep["dir"])
-                x, y = cont.images()
-                ev = evaluate_images(x, y, data, cfg, seeds=args.seeds, progress=False)
-                mine[key] = ({"dataset": key[0], "ipc": ipc, "method": kind, **ev,
-                             "images_per_class": rep["instances_per_class"], "stored_floats": rep["stored_floats"],
-                             "budget_floats": rep["budget_floats"], "condense_seconds": rep["condense_seconds"],
-                             "peak_rss_mb": rep["peak_rss_mb"]})
-                results = {**cached_rows("condense", "dataset", "ipc", "method"), **mine}  # with rows other processes finished meanwhile
-                rows = [results[k] for k in sorted(results, key=order)]
-                print(*key, fmt(ev["accuracy_mean"], ev["accuracy_std"]), f"{rep['condense_seconds']:.0f}s", flush=True)
-                write("condense", {"seeds": args.seeds, "eval": cfg.__dict__, "rows": rows}, "(partial)")
-
-    results = {**cached_rows("condense", "dataset", "ipc", "method"), **mine}
-    rows = [results[k] for k in sorted(results, key=order)]
+    args = parse(equal_budget_parser(__doc__, "kinds", KINDS))
+    rows = equal_budget_rows("condense", args, IPCS, args.kinds.split(","), order, lambda rep, ev: {
+        "images_per_class": rep["instances_per_class"], "stored_floats": rep["stored_floats"],
+        "budget_floats": rep["budget_floats"], "condense_seconds": rep["condense_seconds"],
+        "peak_rss_mb": rep["peak_rss_mb"]})
     table = ("| dataset | IPC | container | images/class | stored / budget floats | test accuracy (%) | seeds | "
              "condense time (s) | peak RSS (MB) |\n|---|---|---|---|---|---|---|---|---|\n")
     table += "\n".join(
@@ -76,7 +47,7 @@ def main() -> None:
         f"{r['stored_floats']:,} / {r['budget_floats']:,} | {fmt(r['accuracy_mean'], r['accuracy_std'])} | "
         f"{len(r['seeds'])} | "
         f"{r['condense_seconds']:.0f} | {r['peak_rss_mb']:.0f} |" for r in rows)
-    write("condense", {"seeds": args.seeds, "eval": cfg.__dict__, "rows": rows}, table)
+    write("condense", {"seeds": args.seeds, "eval": eval_config("quick").__dict__, "rows": rows}, table)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Logs and progress go to stderr; `--json` prints exactly one JSON object on stdou
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -78,24 +79,35 @@ def _settings(config_file, assignments) -> tuple[dict, dict]:
         raise click.UsageError(str(e))
 
 
-def _resolve(dataset, classes, ipc, kind, preset, seed, config_file, assignments, data_root, download):
+def _resolve(dataset, classes, ipc, budget, kind, precision, preset, seed, config_file, assignments, data_root,
+             download):
     """Load the data and resolve the run's settings: defaults < preset < --config < options < --set."""
+    from .budget import parse_bytes
     from .condense import settings_for
     from .config import ConfigError
 
+    if ipc is not None and budget is not None:
+        raise click.UsageError("give the budget once: --ipc N or --budget BYTES")
+    try:
+        budget = parse_bytes(budget) if budget is not None else None
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--budget")
     from_file, sets = _settings(config_file, assignments)
     given = {**from_file, **{k: v for k, v in (("dataset", dataset), ("ipc", ipc), ("kind", kind),
-                                               ("preset", preset), ("seed", seed)) if v is not None}}
+                                               ("precision", precision), ("preset", preset), ("seed", seed))
+                             if v is not None}}
     if classes is not None:
         from .data import parse_classes
 
         given["classes"] = tuple(parse_classes(classes))
     given.update(sets)
-    if "ipc" not in given:
-        raise click.UsageError("give the budget: --ipc N (or a --config file that has ipc)")
+    if "ipc" not in given and budget is None:
+        raise click.UsageError("give the budget: --ipc N or --budget BYTES (or a --config file that has ipc)")
     dataset, kind = given.pop("dataset", "digits"), given.pop("kind", "hmn")
-    ipc, preset, seed = given.pop("ipc"), given.pop("preset", "quick"), given.get("seed", 0)
+    ipc, preset, seed = given.pop("ipc", None), given.pop("preset", "quick"), given.get("seed", 0)
     data = _load_data(dataset, list(given["classes"]) if given.get("classes") else None, seed, data_root, download)
+    if budget is not None:  # the same bytes as float32 images per class: the config's one budget unit
+        ipc = budget / (4 * math.prod(data.image_shape) * data.num_classes)
     given["dataset"] = dataset
     try:
         cfg = settings_for(data, kind, ipc, preset=preset, settings=given)
@@ -111,9 +123,16 @@ def run_options(f):
                                                      "fashion-mnist, cifar10, cifar100, svhn."),
         click.option("--classes", default=None, help="Comma-separated class indices to keep, e.g. 0,1."),
         click.option("--ipc", type=float, default=None,
-                     help="Storage budget in images per class: ipc x classes x C x H x W float32 values."),
+                     help="Storage budget in images per class as the papers count it: the bytes of ipc x "
+                          "classes x C x H x W float32 values (CIFAR-10 1 IPC = 122,880 bytes)."),
+        click.option("--budget", default=None, metavar="BYTES",
+                     help="The storage budget in bytes instead: 122880, 120KB, 120KiB, 1.2MB."),
         click.option("--container", "kind", type=_KindChoice(), default=None,
                      help="Container kind (default hmn); `edgecond kinds` says what each is and can do."),
+        click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
+                     help="How the container is stored, and trained (default fp32): fp16 holds 2x the values "
+                          "in the same bytes, int8 about 4x (per-channel scales counted; images as uint8 "
+                          "pixels). Matching generates from the values as stored, so the export is exact."),
         click.option("--preset", type=click.Choice(["quick", "paper"]), default=None,
                      help="quick (default): sized for minutes on a CPU; paper: the papers' schedules (GPU)."),
         click.option("--seed", type=int, default=None, help="Seed of the condensation and the val split (default 0)."),
@@ -185,15 +204,16 @@ resolved for your options, docs/architecture.md says what each section does. E.g
 @click.option("--json", "as_json", is_flag=True, help="Print the run's report as one JSON object on stdout.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @with_data_options
-def condense(dataset, classes, ipc, kind, preset, seed, config_file, assignments, out, resume, as_json, device,
-             data_root, download, threads):
-    """Condense a dataset into a container within an IPC budget.
+def condense(dataset, classes, ipc, budget, kind, precision, preset, seed, config_file, assignments, out, resume,
+             as_json, device, data_root, download, threads):
+    """Condense a dataset into a container within a byte budget (--ipc or --budget).
 
     \b
     Writes OUT/container.safetensors, OUT/config.json (the resolved settings: rerun them with
     --config), OUT/report.json and OUT/samples.png; matching kinds checkpoint to
     OUT/checkpoint.pt (Ctrl-C saves one; --resume continues). Example:
       edgecond condense --dataset digits --ipc 5 --container hmn --out runs/digits-hmn
+      edgecond condense --dataset digits --ipc 5 --precision int8 --out runs/digits-hmn-int8
     """
     from . import distributed
     from .budget import BudgetError
@@ -211,7 +231,8 @@ def condense(dataset, classes, ipc, kind, preset, seed, config_file, assignments
             check_writable(out)
     except OutputError as e:
         _fail(e)
-    data, cfg = _resolve(dataset, classes, ipc, kind, preset, seed, config_file, assignments, data_root, download)
+    data, cfg = _resolve(dataset, classes, ipc, budget, kind, precision, preset, seed, config_file, assignments,
+                         data_root, download)
     if distributed.world_size() > 1 and not _kinds()[cfg.kind].matched:
         _fail(ValueError(f"{cfg.kind} needs no torchrun: run it as one process"))
     if resume:
@@ -232,7 +253,8 @@ def condense(dataset, classes, ipc, kind, preset, seed, config_file, assignments
     if distributed.world_size() > 1:
         log(f"condensed across {distributed.world_size()} ranks ({cfg.match.update_mode} updates)")
     log(f"wrote {Path(out) / 'container.safetensors'}: {r['instances_per_class']} images per class, "
-        f"{r['stored_floats']:,} of {r['budget_floats']:,} budget floats, {r['condense_seconds']:.1f} s")
+        f"{r['stored_bytes']:,} of {r['budget_bytes']:,} budget bytes ({r['stored_floats']:,} values at "
+        f"{r['precision']}), {r['condense_seconds']:.1f} s")
     log(f"samples: {Path(out) / 'samples.png'}")
     if as_json and distributed.is_main():
         click.echo(json.dumps({"out": str(out), **r}))
@@ -241,12 +263,14 @@ def condense(dataset, classes, ipc, kind, preset, seed, config_file, assignments
 @main.command("config", epilog=SETTINGS_HELP)
 @run_options
 @with_data_options
-def config_cmd(dataset, classes, ipc, kind, preset, seed, config_file, assignments, data_root, download, threads):
+def config_cmd(dataset, classes, ipc, budget, kind, precision, preset, seed, config_file, assignments, data_root,
+               download, threads):
     """Print the resolved settings `condense` would use, as JSON (save it, edit it, pass it to --config)."""
-    if ipc is None and config_file is None:
+    if ipc is None and budget is None and config_file is None:
         ipc = 1.0 if (kind or "hmn") != "hmn" else 5.0
         _log(f"(no --ipc given: showing {ipc:g} IPC)")
-    _, cfg = _resolve(dataset, classes, ipc, kind, preset, seed, config_file, assignments, data_root, download)
+    _, cfg = _resolve(dataset, classes, ipc, budget, kind, precision, preset, seed, config_file, assignments,
+                      data_root, download)
     click.echo(json.dumps(cfg.to_dict(), indent=2))
 
 
@@ -346,9 +370,11 @@ def _eval_settings(container, preset, steps):
 @main.command()
 @click.argument("container", type=click.Path(exists=True))
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), required=True, help="Where to write the ONNX model.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
               help="How weights and memories are stored: fp32; fp16 (half the bytes, behind a Cast); int8 "
-                   "(a quarter, per-channel scales behind DequantizeLinear, weight-only).")
+                   "(a quarter: per-channel scales behind DequantizeLinear, weight-only; images as uint8 "
+                   "pixels). Default: the precision the container was condensed at (`condense --precision`), "
+                   "which exports exactly; another one rounds after the fact.")
 @click.option("--opset", type=int, default=None, help="ONNX opset to export at (default: the exporter's, >= 18).")
 @click.option("--ort", "ort_format", is_flag=True,
               help="Also write the ORT-format model (ONNX.ort) for onnxruntime's minimal/mobile builds and the "
@@ -361,7 +387,7 @@ def export(container, onnx_path, precision, opset, ort_format, as_json):
     The model maps (class_index, instance_index) int64 vectors to the normalised images
     `evaluate` trains on (output `images`) and to uint8 NHWC pixels (output `pixels`).
     Nothing is written unless onnxruntime matches torch on every instance, for every file
-    (fp32: within 1e-5). Example:
+    (at the container's own precision or fp32: within 1e-5). Example:
       edgecond export runs/digits-hmn --onnx digits-hmn.onnx --precision fp16 --ort
       edgecond-device regenerate digits-hmn.ort --per-class 5 --out exemplars --format png
     """
@@ -388,10 +414,11 @@ def export(container, onnx_path, precision, opset, ort_format, as_json):
 @click.option("--dataset", default="digits", show_default=True)
 @click.option("--experiences", type=int, default=5, show_default=True, help="Experiences the classes are split into.")
 @click.option("--strategies", default="naive,replay,replay-bytes,herding,lwf,hmn,hmn-lwf,joint", show_default=True,
-              help="Comma-separated: naive, replay, replay-bytes, herding, lwf, hmn, hmn-fp16, hmn-lwf, "
-                   "joint.")
+              help="Comma-separated: naive, replay, replay-bytes, herding, lwf, hmn, hmn-fp16, hmn-int8, "
+                   "hmn-lwf, joint.")
 @click.option("--budget-ipc", type=float, default=10, show_default=True,
-              help="Replay budget per class in float32 images (replay-bytes holds 4x as uint8; hmn-fp16 2x IPC).")
+              help="Replay budget per class, the bytes of this many float32 images (replay-bytes holds 4x as "
+                   "uint8 images; hmn-fp16 and hmn-int8 condense 2x and about 4x the values into them).")
 @click.option("--device-budget", default=None,
               help="Images per class the device replays at each experience, e.g. 50,20,10,5 (multisize prefixes).")
 @click.option("--epochs", type=int, default=20, show_default=True, help="Training epochs per experience.")
@@ -475,13 +502,12 @@ def info(file, as_json):
     click.echo(f"  dataset            {d.get('dataset')}  image shape {tuple(d['image_shape'])}")
     click.echo(f"  classes            {len(d['classes'])}: {', '.join(d['classes'])}")
     click.echo(f"  images per class   {d['instances_per_class']}")
-    click.echo(f"  budget             {d['budget_ipc']:g} IPC = {d['budget_floats']:,} floats "
-               f"= {d['budget_bytes']:,} bytes (fp32)")
-    click.echo(f"  stored             {d['stored_floats']:,} floats ({d['stored_ipc']:.3f} IPC, "
-               f"{100 * d['budget_use']:.1f}% of budget); file {d['file_bytes']:,} bytes")
-    click.echo("  parts:")
+    click.echo(f"  budget             {d['budget_bytes']:,} bytes (= {d['budget_ipc']:g} IPC as float32)")
+    click.echo(f"  stored             {d['stored_bytes']:,} bytes at {d['precision']} ({100 * d['budget_use']:.1f}% of "
+               f"the budget): {d['stored_values']:,} values; file {d['file_bytes']:,} bytes")
+    click.echo(f"  parts              {'values':>10} {'bytes':>10}")
     for name, n in d["parts"].items():
-        click.echo(f"    {name:<24} {n:>10,}")
+        click.echo(f"    {name:<16} {n:>10,} {d['parts_bytes'][name]:>10,}")
 
 
 if __name__ == "__main__":

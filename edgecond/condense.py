@@ -26,7 +26,7 @@ from .config import CondenseConfig, Shape, resolve_config, validate
 from .containers import Container
 from .data import Dataset
 from .io import CONTAINER_FILE, atomic_write_text, container_meta, remove_stale_temporaries, save_container
-from .kinds import Kind, get
+from .kinds import Kind, budget_bytes, get, sized_config, stored_as
 from .matching import Matcher
 from .multisize import herding_prefix_order
 from .plots import histogram, line_plot, sample_grid
@@ -61,7 +61,8 @@ def settings_for(data: Dataset, kind: str = "hmn", ipc: float = 1.0, *, preset: 
 def condense(data: Dataset, kind: str = "hmn", ipc: float = 1.0, *, preset: str = "quick", seed: int | None = None,
              settings: dict[str, Any] | None = None, config: CondenseConfig | None = None, device: str = "cpu",
              out: str | Path | None = None, progress: bool = True, resume: bool = False) -> CondenseResult:
-    """Build a container of `kind` within `ipc` images-per-class worth of float32 values.
+    """Build a container of `kind` within the bytes of `ipc` float32 images per class, stored
+    (and trained) at the `precision` setting: fp32 (the default), fp16 or int8 (quantise.py).
 
     `settings` are dotted config keys that override the preset (e.g. {"match.outer": 5});
     `config` is a resolved tree (e.g. a run's config.json) used as it is. With `out`, the
@@ -83,16 +84,19 @@ def condense(data: Dataset, kind: str = "hmn", ipc: float = 1.0, *, preset: str 
         container, order, extra = _condense_matching(data, config, k, device=device, out=out, progress=progress,
                                                      resume=resume)
     else:
-        container, order = k.build(data, config, device=device, progress=progress)
+        container, order = k.build(data, sized_config(k, data, config), device=device, progress=progress)
+        container = stored_as(container, config, data)
         extra = {"instance_source": "train-split indices per class"}
+    container.commit_storage()  # the file holds the values as stored: what the device will read
     meta = container_meta(container, classes=data.classes, mean=data.mean, std=data.std, budget_ipc=config.ipc,
+                          budget_bytes=budget_bytes(config, Shape(data.image_shape, data.num_classes)),
                           instance_order=order, seed=config.seed, **dataset_meta(data))
-    if meta["stored_floats"] > meta["budget_floats"]:
-        raise RuntimeError(f"internal error: {config.kind} stores {meta['stored_floats']} floats over its "
-                           f"budget of {meta['budget_floats']}")
+    if meta["stored_bytes"] > meta["budget_bytes"]:
+        raise RuntimeError(f"internal error: {config.kind} stores {meta['stored_bytes']:,} bytes over its "
+                           f"budget of {meta['budget_bytes']:,}")
     # a resumed run's wall time covers its last part only; matching_seconds counts every part
     seconds = max(time.time() - t0, extra.get("matching_seconds", 0.0))
-    report = {**meta, "parts": container.parts(), "condense_seconds": round(seconds, 2),
+    report = {**meta, "parts": container.parts(), "parts_bytes": container.parts_bytes(), "condense_seconds": round(seconds, 2),
               "peak_rss_mb": round(peak_rss_mb(), 1), "config": config.to_dict(), **extra}
     report.pop("instance_order")
     figures = report.get("pruning", {}).pop("figures", None)
@@ -117,7 +121,9 @@ def _condense_matching(data: Dataset, cfg: CondenseConfig, kind: Kind, *, device
     """Build, warm-start and match a container; prune it back and order its prefixes if `cfg` says so."""
     pruning = cfg.prune.method != "none"
     over = cfg.prune.over_budget if pruning else 0.0
-    container = kind.build(data, cfg, torch.Generator().manual_seed(cfg.seed), over_budget=over)
+    sized = sized_config(kind, data, cfg)  # cfg.ipc as the values' worth at cfg.precision
+    container = stored_as(kind.build(data, sized, torch.Generator().manual_seed(cfg.seed), over_budget=over),
+                          cfg, data)
     m = Matcher(container, data, cfg, device=device, out=out, over_budget=over, kind=kind)
     resumed = bool(resume and m.load_checkpoint())
     if resume and not resumed and dist.is_main():
@@ -134,7 +140,7 @@ def _condense_matching(data: Dataset, cfg: CondenseConfig, kind: Kind, *, device
     protect = max([t.trained_prefix() for t in m.terms] + [cfg.prune.protect])
     order = [list(range(container.instances_per_class)) for _ in range(data.num_classes)]
     if pruning and dist.is_main():  # pruning reads the whole train split: rank 0 alone
-        target = kind.in_budget_instances(Shape(data.image_shape, data.num_classes), cfg)
+        target = kind.in_budget_instances(Shape(data.image_shape, data.num_classes), sized)
         protect = min(protect, target - 1)
         t0 = time.time()
         report["pruning"] = prune_container(container, target, data, replace(cfg.prune, protect=protect),

@@ -1,7 +1,7 @@
 """One typed configuration tree for a condensation run, and the presets that fill it.
 
     CondenseConfig
-      kind, ipc, preset, seed, dataset, classes
+      kind, ipc, precision, preset, seed, dataset, classes
       container: ContainerConfig   how the container is shaped within the budget
       match:     MatchConfig       the gradient-matching schedule and its add-on loss terms
       prune:     PruneConfig       over-budget condensation and AUM pruning back
@@ -115,7 +115,8 @@ class EvalConfig:
 @dataclass(frozen=True)
 class CondenseConfig:
     kind: str = "hmn"
-    ipc: float = 1.0                # budget: ipc x classes x C x H x W float32 values
+    ipc: float = 1.0                # budget: the bytes of ipc x classes x C x H x W float32 values
+    precision: str = "fp32"         # how the container is stored, and trained (quantise.py): fp32 | fp16 | int8
     preset: str = "quick"
     seed: int = 0                   # condensation and validation split
     dataset: str = "digits"         # what the CLI loads (the Python API takes a Dataset)
@@ -133,7 +134,7 @@ class CondenseConfig:
 PRESETS = ("quick", "paper")
 CHOICES = {"match.optimizer": ("adam", "sgd"), "match.distance": ("mse", "l1"),
            "match.update_mode": ("sequential", "summed"), "prune.method": ("none", "double-end", "easy", "random"),
-           "prefix_order": ("none", "herding"), "preset": PRESETS}
+           "prefix_order": ("none", "herding"), "preset": PRESETS, "precision": ("fp32", "fp16", "int8")}
 MDC_INTERVAL_SHARE = 0.05  # MDC: Delta t = 100 of 2000 outer iterations
 
 # How a result is judged, per preset. quick: 1000 SGD steps (a digits seed in ~15 s on a CPU);

@@ -11,7 +11,10 @@ Export goes through torch.onnx's maintained dynamo path, then:
   class, stored values, precision, budget bytes and a hash of the source container;
 * precision fp16 stores every float initialiser in half precision behind a Cast; int8 stores
   weights and memories (>= 2-D initialisers) as int8 with per-channel scales behind
-  DequantizeLinear (weight-only), the rest as fp32;
+  DequantizeLinear (weight-only), image-like tensors (pixel containers' images, HaBa's bases)
+  as uint8 pixel levels, the rest as fp32 -- quantise.py's rounding, so a container condensed at
+  that precision exports exactly (parity at the fp32 tolerance); by default a container exports
+  at the precision it was condensed at;
 * `ort_format` adds the ORT-format model for onnxruntime's minimal/mobile builds (without
   constant folding, so each precision keeps its size) and its required-operators list;
 * parity: onnxruntime's output on every instance must match torch within `atol`
@@ -35,7 +38,7 @@ from onnx import TensorProto, helper, numpy_helper
 from . import __version__
 from .containers import Container
 from .io import atomic_write, atomic_write_text, remove_stale_temporaries, resolve
-from .quantise import int8_codes, vector_like
+from .quantise import int8_codes, pixel_levels, vector_like
 
 ONNX_FORMAT_VERSION = 2  # 2: a uint8 `pixels` output beside `images`; compact metadata
 FP32_ATOL = 1e-5
@@ -137,10 +140,35 @@ def to_fp16(model: onnx.ModelProto) -> None:
     _replace_initialisers(model, convert)
 
 
-def to_int8(model: onnx.ModelProto) -> None:
+def _as_pixels(name: str, arr: np.ndarray, mean, std):
+    """An image-like initialiser as uint8 pixel levels, back to normalised values in the graph in
+    quantise.quantise's order: level / 255, minus the mean, over the std (one of each per channel)."""
+    c = len(mean)
+    levels = pixel_levels(torch.from_numpy(arr.copy()), mean, std).numpy()
+    per_channel = [1] * (arr.ndim - 3) + [c, 1, 1]
+    consts = [numpy_helper.from_array(np.asarray(v, dtype=np.float32).reshape(shape), f"{name}__{tag}")
+              for tag, v, shape in (("levels", 255.0, []), ("mean", mean, per_channel), ("std", std, per_channel))]
+    q = numpy_helper.from_array(levels, f"{name}__u8")
+    nodes = [helper.make_node("Cast", [q.name], [f"{name}__f"], to=TensorProto.FLOAT),
+             helper.make_node("Div", [f"{name}__f", consts[0].name], [f"{name}__unit"]),
+             helper.make_node("Sub", [f"{name}__unit", consts[1].name], [f"{name}__centred"]),
+             helper.make_node("Div", [f"{name}__centred", consts[2].name], [name])]
+    return [q, *consts], nodes
+
+
+def to_int8(model: onnx.ModelProto, images: list[np.ndarray] = (), mean=None, std=None) -> None:
     """Weights and memories as int8 codes with per-channel scales (quantise.int8_codes: the same
-    codes quantisation-aware matching trains), dequantised in the graph."""
+    codes quantisation-aware matching trains), dequantised in the graph. `images`: the container's
+    image-like tensors, stored as uint8 pixel levels of (`mean`, `std`) instead; the exporter may
+    have reshaped them, so an initialiser is one when it holds the same values in the same order
+    with its channels third from last."""
+    def image_like(arr):
+        return any(arr.size == im.size and arr.ndim >= 3 and arr.shape[-3] == len(mean)
+                   and np.array_equal(arr.ravel(), im.ravel()) for im in images)
+
     def convert(name, arr):
+        if images and image_like(arr):
+            return _as_pixels(name, arr, mean, std)
         if vector_like(arr.shape):  # biases and norm affines, however the graph shapes them
             return None
         q, scale = (t.numpy() for t in int8_codes(torch.from_numpy(arr.copy())))
@@ -167,8 +195,33 @@ def onnx_metadata(meta: dict, container: Container, precision: str, source: Path
     return {"format_version": ONNX_FORMAT_VERSION, "edgecond_version": __version__,
             **{key: meta[key] for key in keys if key in meta},
             "instances_per_class": container.instances_per_class, "stored_floats": container.stored_floats(),
-            "precision": precision, "budget_bytes": 4 * meta["budget_floats"],
+            "precision": precision, "budget_bytes": budget_of(meta), "stored_bytes": stored_bytes(container, precision),
             "source_sha256": file_sha256(source) if source is not None else None}
+
+
+def budget_of(meta: dict) -> int:
+    """The byte budget a container's metadata records (files before byte budgets: the float32 IPC's)."""
+    return int(meta.get("budget_bytes", 4 * meta["budget_floats"]))
+
+
+def stored_bytes(container: Container, precision: str) -> int:
+    """The bytes `container`'s values take stored at `precision` (quantise.tensor_bytes, scales included)."""
+    was = container.precision
+    container.precision = precision
+    try:
+        return container.stored_bytes()
+    finally:
+        container.precision = was
+
+
+def as_stored(container: Container) -> Container:
+    """A copy holding the values as stored, read at fp32 -- what the graph is traced from."""
+    import copy
+
+    out = copy.deepcopy(container).cpu().eval()
+    out.commit_storage()
+    out.precision = "fp32"
+    return out
 
 
 def session(model_bytes: bytes, precision: str, threads: int = 1):
@@ -237,21 +290,27 @@ def _precision_error(precision: str) -> str | None:
     return None if precision in PRECISIONS else f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
 
 
-def export_onnx(container: Container, meta: dict, out: str | os.PathLike, precision: str = "fp32",
+def export_onnx(container: Container, meta: dict, out: str | os.PathLike, precision: str | None = None,
                 source: Path | None = None, atol: float | None = None, opset: int | None = None,
                 ort_format: bool = False) -> dict:
     """Export, check (onnx.checker + parity), stamp metadata, write atomically; returns a summary.
 
+    `precision`: how the model stores the values; None: as the container was condensed. At its
+    own precision (or fp32) a container exports exactly and parity holds at the fp32 tolerance;
+    another precision rounds after the fact and is checked at that precision's tolerance.
     With `ort_format`, also OUT.ort (checked for parity the same way) and
     OUT.required_operators.config. Every file is checked before any is written."""
+    precision = container.precision if precision is None else precision
     err_msg = _precision_error(precision)
     if err_msg:
         raise ValueError(err_msg)
-    model = _torch_export(container, meta["mean"], meta["std"], opset)
+    traced = as_stored(container)
+    model = _torch_export(traced, meta["mean"], meta["std"], opset)
     if precision == "fp16":
         to_fp16(model)
     elif precision == "int8":
-        to_int8(model)
+        images = [t.numpy() for name, t in traced.state_dict().items() if container.image_like(name)]
+        to_int8(model, images, meta["mean"], meta["std"])
     compact_names(model)
     md = onnx_metadata(meta, container, precision, source)
     del model.metadata_props[:]
@@ -262,7 +321,8 @@ def export_onnx(container: Container, meta: dict, out: str | os.PathLike, precis
     files = {".onnx": model.SerializeToString()}
     if ort_format:
         files[".ort"] = to_ort_format(files[".onnx"])
-    limit = atol if atol is not None else {"fp32": FP32_ATOL, "fp16": 5e-2, "int8": 5e-1}[precision]
+    exact = precision in ("fp32", container.precision)
+    limit = atol if atol is not None else FP32_ATOL if exact else {"fp16": 5e-2, "int8": 5e-1}[precision]
     errors = {ext: parity_error(container, data, precision) for ext, data in files.items()}
     for ext, err in errors.items():
         if not err <= limit:
@@ -279,9 +339,9 @@ def export_onnx(container: Container, meta: dict, out: str | os.PathLike, precis
     if ort_format:
         paths[".config"] = out.with_suffix(".required_operators.config")
         atomic_write_text(paths[".config"], ops)
-    budget = 4 * meta["budget_floats"]
+    budget = budget_of(meta)
     return {"path": str(out), "bytes": len(files[".onnx"]), "precision": precision,
-            "max_abs_error": errors[".onnx"], "budget_bytes": budget,
+            "max_abs_error": errors[".onnx"], "budget_bytes": budget, "stored_bytes": md["stored_bytes"],
             "instances_per_class": container.instances_per_class, "stored_values": container.stored_floats(),
             "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
             "files": {str(paths[ext]): {"bytes": len(data), "vs_budget": len(data) / budget,
@@ -289,7 +349,7 @@ def export_onnx(container: Container, meta: dict, out: str | os.PathLike, precis
             **({"required_operators": str(paths[".config"])} if ort_format else {})}
 
 
-def export_container(path: str | os.PathLike, out: str | os.PathLike, precision: str = "fp32",
+def export_container(path: str | os.PathLike, out: str | os.PathLike, precision: str | None = None,
                      opset: int | None = None, ort_format: bool = False) -> dict:
     from .io import load_container
 

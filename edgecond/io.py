@@ -147,9 +147,12 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def container_meta(container: Container, *, classes: list[str], mean, std, budget_ipc: float,
-                   instance_order: list[list[int]] | None = None, **extra) -> dict:
+                   budget_bytes: int | None = None, instance_order: list[list[int]] | None = None, **extra) -> dict:
+    """The metadata record. The budget is bytes (`budget_bytes`; by default those of `budget_ipc`
+    float32 images per class); `budget_floats` is the same budget counted in float32 values."""
     c, h, w = container.image_shape
     k = container.instances_per_class
+    floats = int(round(budget_ipc * c * h * w * container.num_classes))
     return {
         "format_version": FORMAT_VERSION,
         "edgecond_version": __version__,
@@ -160,8 +163,11 @@ def container_meta(container: Container, *, classes: list[str], mean, std, budge
         "mean": [float(m) for m in mean],
         "std": [float(s) for s in std],
         "budget_ipc": float(budget_ipc),
-        "budget_floats": int(round(budget_ipc * c * h * w * container.num_classes)),
+        "budget_floats": floats,
+        "budget_bytes": int(budget_bytes) if budget_bytes is not None else 4 * floats,
+        "precision": container.precision,
         "stored_floats": container.stored_floats(),
+        "stored_bytes": container.stored_bytes(),
         "instances_per_class": k,
         "instance_order": instance_order or [list(range(k)) for _ in range(container.num_classes)],
         **extra,
@@ -172,8 +178,8 @@ def save_container(path: str | os.PathLike, container: Container, meta: dict) ->
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path / CONTAINER_FILE
-    meta = {**meta, "stored_floats": container.stored_floats(),
-            "instances_per_class": container.instances_per_class, "config": container.config()}
+    meta = {**meta, "stored_floats": container.stored_floats(), "stored_bytes": container.stored_bytes(),
+            "precision": container.precision, "instances_per_class": container.instances_per_class, "config": container.config()}
     tensors = {k: v.detach().cpu().contiguous() for k, v in container.state_dict().items()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"edgecond": json.dumps(meta)}))
     return path
@@ -202,5 +208,7 @@ def load_container(path: str | os.PathLike) -> tuple[Container, dict]:
     with safe_open(str(p), framework="pt") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}
     container.load_state_dict(state)
+    container.precision = meta.get("precision", "fp32")  # files before storage precisions: fp32
+    container.pixel_stats = (list(meta["mean"]), list(meta["std"]))
     container.eval()
     return container, meta

@@ -14,6 +14,11 @@ One `Kind` registration carries everything edgecond needs to know about a kind:
 * `presets`    named data: dotted config keys per preset (config.py's layer 3);
 * `rule`       a derived default computed from the budget (config.py's layer 5).
 
+A kind's `build` sizes its container for `cfg.ipc` float32 images' worth of values and knows
+nothing of storage precision: `sized_config` hands it the IPC at which the container, stored at
+`cfg.precision`, fits the byte budget (fp16 gets 2x the values, int8 about 4x less its scales),
+and `stored_as` makes the container read its values as stored from then on.
+
 The CLI's choices, the benchmarks and the tests read `KINDS`; config.validate refuses a
 combination a kind cannot do before any work starts. A new kind is one `register(Kind(...))`
 call -- tests/test_registry.py defines one inside the test file.
@@ -21,6 +26,7 @@ call -- tests/test_registry.py defines one inside the test file.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -33,6 +39,7 @@ from .containers import Container, HMN, IDCContainer, PixelContainer
 from .containers.haba import HaBa, solve_haba
 from .coreset import herding_coreset, random_coreset
 from .data import Dataset
+from .quantise import BYTES_PER_VALUE
 
 
 @dataclass(frozen=True)
@@ -81,9 +88,53 @@ def build_from_file(kind: str, config: dict) -> Container:
 
 
 def whole_ipc(kind: str, ipc: float) -> int:
-    if float(ipc) != int(ipc) or ipc < 1:
-        raise ConfigError(f"a {kind} container stores whole images: ipc must be a whole number >= 1, got {ipc:g}")
-    return int(ipc)
+    """The whole images per class that fit `ipc` images' worth of values (a byte budget rarely
+    divides into whole images: the most that fit)."""
+    n = math.floor(float(ipc) + 1e-9)
+    if n < 1:
+        raise ConfigError(f"a {kind} container stores whole images: the budget ({ipc:g} images' worth per class "
+                          "at its precision) holds less than one")
+    return n
+
+
+# --------------------------------------------------------------------------- bytes
+
+def storage_ipc(cfg: CondenseConfig) -> float:
+    """The budget as images' worth of values at `cfg.precision`: `cfg.ipc` counts float32 images
+    (4 bytes a value), so fp16 stores 2x the values and int8 4x (before its scales)."""
+    return cfg.ipc * BYTES_PER_VALUE["fp32"] / BYTES_PER_VALUE[cfg.precision]
+
+
+def budget_bytes(cfg: CondenseConfig, shape: Shape) -> int:
+    """The byte budget: `cfg.ipc` float32 images per class."""
+    return round(BYTES_PER_VALUE["fp32"] * cfg.ipc * math.prod(shape.image_shape) * shape.num_classes)
+
+
+def stored_as(container: Container, cfg: CondenseConfig, data: Dataset) -> Container:
+    """From now on `container` generates from its values as stored at `cfg.precision` (the
+    matching and the warm start train through the rounding; quantise.py)."""
+    container.precision = cfg.precision
+    container.pixel_stats = ([float(m) for m in data.mean], [float(s) for s in data.std])
+    return container
+
+
+def sized_config(kind: Kind, data: Dataset, cfg: CondenseConfig) -> CondenseConfig:
+    """`cfg` with `ipc` replaced by the values' worth `kind.build` sizes for, so that the container
+    stored at `cfg.precision` fits the byte budget: `storage_ipc`, shrunk while int8's per-channel
+    scales and fp32 vectors push it over (a few percent). fp32 and fp16 fit at once, so an fp32
+    budget builds exactly the container it always did."""
+    limit = budget_bytes(cfg, Shape(data.image_shape, data.num_classes))
+    ipc = storage_ipc(cfg)
+    for _ in range(100):
+        sized = replace(cfg, ipc=ipc)
+        if not kind.matched:
+            return sized  # whole real images: no scales, the count is the floor of the values' worth
+        probe = stored_as(kind.build(data, sized, torch.Generator().manual_seed(0)), cfg, data)
+        stored = probe.stored_bytes()
+        if stored <= limit:
+            return sized
+        ipc *= min(0.995, limit / stored)
+    raise ConfigError(f"no {kind.name} container stored at {cfg.precision} fits {limit:,} bytes")
 
 
 def real_images(data: Dataset, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -156,6 +207,7 @@ WIDE_DECODER_SCHEDULE = {"match.warm_start": 4 * QUICK_WARM_START, "match.decode
 
 def wide_decoder(shape: Shape, cfg: CondenseConfig) -> bool:
     """Whether `cfg` condenses an HMN whose decoder is wider than the budget solver's tiers'."""
+    cfg = replace(cfg, ipc=storage_ipc(cfg))  # the values it will hold at its precision
     tiers = replace(cfg, container=replace(cfg.container, decoder="tiers"))
     return sum(hmn_shape(shape, cfg).hidden) > sum(hmn_shape(shape, tiers).hidden)
 

@@ -81,7 +81,7 @@ def test_help_teaches_and_stays_short():
 
     command = main.get_command(None, "condense")
     options = [p.name for p in command.params if isinstance(p, click.Option)]
-    assert len(options) <= 15, options  # the rest are settings: --set / --config
+    assert len(options) <= 17, options  # the budget (--ipc or --budget), --precision and a few more; the rest are settings: --set / --config
 
 
 def test_config_file_reruns_the_same_settings(tmp_path):

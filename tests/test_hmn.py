@@ -160,8 +160,9 @@ def test_budgets_of_matching_containers(digits):
     for kind in ("pixel", "idc"):
         assert build(kind, digits, 3).stored_floats() == 3 * 10 * 64
     assert build("hmn", digits, 5).stored_floats() <= 5 * 10 * 64
-    with pytest.raises(ConfigError, match="whole number"):
-        build("pixel", digits, 2.5)
+    assert build("pixel", digits, 2.5).instances_per_class == 2  # the most whole images that fit
+    with pytest.raises(ConfigError, match="less than one"):
+        build("pixel", digits, 0.5)
 
 
 def test_idc_crop_order(digits):

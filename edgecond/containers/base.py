@@ -72,6 +72,11 @@ class Container(nn.Module):
         the exported graph holds at position 1 (quantise.py). Axis 1 unless a kind says otherwise."""
         return 1
 
+    def stored_per_slice(self, name: str) -> bool:
+        """Whether state tensor `name` is stored as separate tensors t[0], t[1], ... (the exported
+        graph holds each slice on its own, so each gets its own scales; HaBa's hallucinators)."""
+        return False
+
     def storage_precision(self, name: str) -> str:
         """How state tensor `name` is stored: the container's precision, except image-like tensors,
         which an 8-bit container stores as uint8 pixel levels."""
@@ -88,9 +93,24 @@ class Container(nn.Module):
 
         rounding = fake_quantise if differentiable else quantise
         mean, std = self.pixel_stats or (None, None)
+
+        def stored(name, t):
+            prec, axis = self.storage_precision(name), self.storage_axis(name)
+            if self.stored_per_slice(name):
+                return torch.stack([rounding(piece, prec, mean, std, axis=axis) for piece in t.unbind(0)])
+            return rounding(t, prec, mean, std, axis=axis)
         state = list(self.named_parameters()) + list(self.named_buffers())
-        return {name: rounding(t, self.storage_precision(name), mean, std, axis=self.storage_axis(name))
-                for name, t in state if t.is_floating_point()}
+        return {name: stored(name, t) for name, t in state if t.is_floating_point()}
+
+    @torch.no_grad()
+    def commit_storage(self) -> None:
+        """Replace the raw values by the values as stored (after training: the file then holds what
+        the device reads, and generating from it needs no rounding that could differ)."""
+        if self.precision == "fp32":
+            return
+        state = dict(self.named_parameters()) | dict(self.named_buffers())
+        for name, t in self.stored_values(differentiable=False).items():
+            state[name].copy_(t)
 
     def config(self) -> dict:
         """JSON-able keyword arguments that rebuild this container's structure."""
@@ -99,8 +119,8 @@ class Container(nn.Module):
     PARTS: ClassVar[tuple[str, ...]] = ()  # the named parts (tiers), in report order
 
     def part_of(self, name: str) -> str:
-        """The part (tier) state tensor `name` belongs to."""
-        raise NotImplementedError
+        """The part (tier) state tensor `name` belongs to; by default its top-level module or tensor."""
+        return name.split(".")[0]
 
     def _by_part(self, size) -> dict[str, int]:
         out = dict.fromkeys(self.PARTS, 0)
@@ -118,7 +138,10 @@ class Container(nn.Module):
         """Bytes per named part as stored at the container's precision, int8 scales included."""
         from ..quantise import tensor_bytes
 
-        return self._by_part(lambda name, t: tensor_bytes(t, self.storage_precision(name), self.storage_axis(name)))
+        def size(name, t):
+            pieces = t.unbind(0) if self.stored_per_slice(name) else [t]
+            return sum(tensor_bytes(piece, self.storage_precision(name), self.storage_axis(name)) for piece in pieces)
+        return self._by_part(size)
 
     def stored_bytes(self) -> int:
         return sum(self.parts_bytes().values())

@@ -52,6 +52,10 @@ class HaBa(Container):
     def image_like(self, name: str) -> bool:
         return name == "bases"
 
+    def stored_per_slice(self, name: str) -> bool:
+        """Each hallucinator's tensors are separate in the exported graph (the loop below unrolls)."""
+        return name != "bases"
+
     def _generate(self, classes, instances):
         nb = self.n_bases
         b = self.bases.flatten(0, 1).index_select(0, classes * nb + instances % nb)  # (N, C, hb, wb)

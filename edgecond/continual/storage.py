@@ -115,8 +115,9 @@ class CondensedBuffer(ExemplarsBuffer):
 
     budget_bytes: what the device may store for the whole stream's `num_classes` classes; an
         experience of k classes gets k / num_classes of it (`ipc_bytes` converts an IPC).
-    kind: a registered container kind (`edgecond kinds`); `precision`: how the exported model
-        stores its values (fp16 fits twice the values of fp32 in the same bytes).
+    kind: a registered container kind (`edgecond kinds`); `precision`: how its containers are
+        stored and condensed (`condense`'s precision setting: fp16 fits twice the values of fp32
+        in the same bytes, int8 about four times; matching trains the values as stored).
     max_size: images replayed at most (None: every instance the containers hold); `resize`
         changes it and the next replay takes shorter (or longer) per-class prefixes.
     mean/std: give them when the stream's images are already normalised with them; without
@@ -145,7 +146,7 @@ class CondensedBuffer(ExemplarsBuffer):
         super().__init__(max_size=max_size)
         self.budget_bytes, self.num_classes = int(budget_bytes), int(num_classes)
         self.kind, self.precision, self.preset, self.seed = kind, precision, preset, seed
-        self.settings = {**(settings or {}), "seed": seed}
+        self.settings = {**(settings or {}), "seed": seed, "precision": precision}
         self.given = (list(mean), list(std)) if mean is not None else None
         self.stats = RunningStats()
         self.flip, self.device, self.threads, self.transform = flip, device, threads, transform
@@ -159,17 +160,17 @@ class CondensedBuffer(ExemplarsBuffer):
 
     # -- budget -----------------------------------------------------------------------
     def ipc_for(self, image_shape: tuple[int, ...]) -> float:
-        """The IPC (fp32 images per class, condense's unit) that fills a class's share of the bytes
-        at this buffer's precision."""
-        per_class_values = self.budget_bytes / self.num_classes / BYTES_PER_VALUE[self.precision]
-        return per_class_values / math.prod(image_shape)
+        """A class's share of the bytes as fp32 images per class (condense's budget unit; condense
+        sizes the container for those bytes at the buffer's precision)."""
+        return self.budget_bytes / self.num_classes / BYTES_PER_VALUE["fp32"] / math.prod(image_shape)
 
     def stored_bytes(self) -> int:
-        """Bytes of every stored model's values at the exported precision."""
+        """Bytes of every stored model's values as stored (int8 scales included)."""
         from edgecond_device import read_metadata
 
-        return sum(int(read_metadata(m["path"])["stored_floats"]) * BYTES_PER_VALUE[self.precision]
-                   for m in self.models)
+        def stored(meta):
+            return int(meta.get("stored_bytes", int(meta["stored_floats"]) * BYTES_PER_VALUE[self.precision]))
+        return sum(stored(read_metadata(m["path"])) for m in self.models)
 
     # -- Avalanche hooks ----------------------------------------------------------------
     def post_adapt(self, agent, exp):
@@ -271,7 +272,7 @@ class CondensedBuffer(ExemplarsBuffer):
                 condense(data, config=cfg, out=run, progress=False, resume=(run / CHECKPOINT).is_file(),
                          device=self.device)
             cont, meta = load_container(run)
-            export_onnx(cont, meta, onnx_path, precision=self.precision, source=run / CONTAINER_FILE)
+            export_onnx(cont, meta, onnx_path, source=run / CONTAINER_FILE)  # at the precision it was condensed at
         report = run / "report.json"
         condense_s = json.loads(report.read_text())["condense_seconds"] if report.is_file() else None
         if self._tmp is not None:  # nothing but the model stays: the torch container is gone

@@ -59,7 +59,8 @@ def summary(r: Regenerator) -> dict:
             "budget_bytes": budget, "vs_budget": size / budget if budget else None, "kind": m.get("kind"),
             "classes": r.classes, "instances_per_class": r.instances_per_class, "image_shape": list(r.image_shape),
             "precision": m.get("precision", "fp32"), "stored_values": m.get("stored_floats"),
-            "stored_value_bytes": (m["stored_floats"] * PRECISIONS[m.get("precision", "fp32")]
+            "stored_value_bytes": (m["stored_bytes"] if isinstance(m.get("stored_bytes"), int) else
+                                   m["stored_floats"] * PRECISIONS[m.get("precision", "fp32")]
                                    if isinstance(m.get("stored_floats"), int) else None),
             "budget_ipc": m.get("budget_ipc"), "format_version": m.get("format_version"),
             "model_version": r.model_version, "outputs": r.outputs, "edgecond_version": m.get("edgecond_version"),

@@ -139,6 +139,8 @@ def check_graph(sess, meta: dict, p: Path) -> None:
                          f"edited or mixed up: export it again")
     stored = meta.get("stored_floats")
     need = int(stored) * PRECISIONS[meta.get("precision", "fp32")] if isinstance(stored, int) else 0
+    if isinstance(meta.get("stored_bytes"), int):  # counted at export, int8 scales included
+        need = max(need, int(meta["stored_bytes"]))
     if p.is_file() and p.stat().st_size < need:
         raise ModelError(f"{p}: metadata says {stored:,} values in {meta.get('precision')} ({need:,} bytes) but the "
                          f"file has {p.stat().st_size:,} bytes; the file was edited or mixed up: export it again")
