@@ -505,9 +505,9 @@ def info(file, as_json):
     click.echo(f"  budget             {d['budget_bytes']:,} bytes (= {d['budget_ipc']:g} IPC as float32)")
     click.echo(f"  stored             {d['stored_bytes']:,} bytes at {d['precision']} ({100 * d['budget_use']:.1f}% of "
                f"the budget): {d['stored_values']:,} values; file {d['file_bytes']:,} bytes")
-    click.echo(f"  parts              {'values':>10} {'bytes':>10}")
+    click.echo(f"  parts              {'values':>10} {'bytes':>10}  stored as")
     for name, n in d["parts"].items():
-        click.echo(f"    {name:<16} {n:>10,} {d['parts_bytes'][name]:>10,}")
+        click.echo(f"    {name:<16} {n:>10,} {d['parts_bytes'][name]:>10,}  {d['parts_stored_as'].get(name, '')}")
 
 
 if __name__ == "__main__":

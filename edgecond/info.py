@@ -33,5 +33,21 @@ def describe(path) -> dict:
         "file_bytes": p.stat().st_size,
         "parts": container.parts(),
         "parts_bytes": container.parts_bytes(),
+        "parts_stored_as": stored_as(container),
         "config": meta["config"],
     }
+
+
+def stored_as(container) -> dict[str, str]:
+    """Per part, how its tensors are stored: "int8", "uint8" (image-like tensors as pixels),
+    "int8+fp32" (int8 with fp32 vectors beside), ..."""
+    from .quantise import vector_like
+
+    out: dict[str, set] = {}
+    for name, t in container.state_dict().items():
+        if t.is_floating_point():
+            prec = container.storage_precision(name)
+            if prec == "int8" and vector_like(t.shape[1:] if container.stored_per_slice(name) else t.shape):
+                prec = "fp32"
+            out.setdefault(container.part_of(name), set()).add(prec)
+    return {part: "+".join(sorted(p, key=["uint8", "int8", "fp16", "fp32"].index)) for part, p in out.items()}

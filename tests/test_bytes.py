@@ -124,6 +124,7 @@ def test_cli_budget_in_bytes_and_info_by_tier(tmp_path):
     assert info["stored_bytes"] <= 5000 and info["stored_values"] == info["stored_bytes"]  # uint8 pixels
     assert info["instances_per_class"] == 5000 // 10 // 64
     assert sum(info["parts_bytes"].values()) == info["stored_bytes"]
+    assert info["parts_stored_as"] == {"pixels": "uint8"}  # 8-bit real images are pixels, no scales
     text = r.invoke(main, ["info", str(out)]).output
     assert "5,000 bytes" in text and "at int8" in text
 
