@@ -96,7 +96,8 @@ def condense(data: Dataset, kind: str = "hmn", ipc: float = 1.0, *, preset: str 
                            f"budget of {meta['budget_bytes']:,}")
     # a resumed run's wall time covers its last part only; matching_seconds counts every part
     seconds = max(time.time() - t0, extra.get("matching_seconds", 0.0))
-    report = {**meta, "parts": container.parts(), "parts_bytes": container.parts_bytes(), "condense_seconds": round(seconds, 2),
+    report = {**meta, "parts": container.parts(), "parts_bytes": container.parts_bytes(),
+              "condense_seconds": round(seconds, 2),
               "peak_rss_mb": round(peak_rss_mb(), 1), "config": config.to_dict(), **extra}
     report.pop("instance_order")
     figures = report.get("pruning", {}).pop("figures", None)

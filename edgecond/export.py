@@ -195,23 +195,14 @@ def onnx_metadata(meta: dict, container: Container, precision: str, source: Path
     return {"format_version": ONNX_FORMAT_VERSION, "edgecond_version": __version__,
             **{key: meta[key] for key in keys if key in meta},
             "instances_per_class": container.instances_per_class, "stored_floats": container.stored_floats(),
-            "precision": precision, "budget_bytes": budget_of(meta), "stored_bytes": stored_bytes(container, precision),
+            "precision": precision, "budget_bytes": budget_of(meta),
+            "stored_bytes": container.stored_bytes(precision),
             "source_sha256": file_sha256(source) if source is not None else None}
 
 
 def budget_of(meta: dict) -> int:
     """The byte budget a container's metadata records (files before byte budgets: the float32 IPC's)."""
     return int(meta.get("budget_bytes", 4 * meta["budget_floats"]))
-
-
-def stored_bytes(container: Container, precision: str) -> int:
-    """The bytes `container`'s values take stored at `precision` (quantise.tensor_bytes, scales included)."""
-    was = container.precision
-    container.precision = precision
-    try:
-        return container.stored_bytes()
-    finally:
-        container.precision = was
 
 
 def as_stored(container: Container) -> Container:

@@ -179,7 +179,8 @@ def save_container(path: str | os.PathLike, container: Container, meta: dict) ->
     if path.suffix != ".safetensors":
         path = path / CONTAINER_FILE
     meta = {**meta, "stored_floats": container.stored_floats(), "stored_bytes": container.stored_bytes(),
-            "precision": container.precision, "instances_per_class": container.instances_per_class, "config": container.config()}
+            "precision": container.precision, "instances_per_class": container.instances_per_class,
+            "config": container.config()}
     tensors = {k: v.detach().cpu().contiguous() for k, v in container.state_dict().items()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"edgecond": json.dumps(meta)}))
     return path

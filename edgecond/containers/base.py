@@ -77,14 +77,15 @@ class Container(nn.Module):
         graph holds each slice on its own, so each gets its own scales; HaBa's hallucinators)."""
         return False
 
-    def storage_precision(self, name: str) -> str:
-        """How state tensor `name` is stored: the container's precision, except image-like tensors,
-        which an 8-bit container stores as uint8 pixel levels."""
-        if self.precision in ("int8", "uint8") and self.image_like(name):
+    def storage_precision(self, name: str, precision: str | None = None) -> str:
+        """How state tensor `name` is stored at `precision` (default: the container's): that
+        precision, except image-like tensors, which 8-bit storage keeps as uint8 pixel levels."""
+        precision = precision or self.precision
+        if precision in ("int8", "uint8") and self.image_like(name):
             return "uint8"
-        if self.precision == "uint8":
+        if precision == "uint8":
             raise ValueError(f"{self.kind}: {name} is not image-like and cannot be stored as uint8 pixels")
-        return self.precision
+        return precision
 
     def stored_values(self, differentiable: bool = True) -> dict[str, torch.Tensor]:
         """Every floating-point state tensor as stored (quantise.py); `differentiable`: through the
@@ -134,17 +135,18 @@ class Container(nn.Module):
         """Stored values per named part (sums to stored_floats())."""
         return self._by_part(lambda name, t: t.numel())
 
-    def parts_bytes(self) -> dict[str, int]:
-        """Bytes per named part as stored at the container's precision, int8 scales included."""
+    def parts_bytes(self, precision: str | None = None) -> dict[str, int]:
+        """Bytes per named part as stored at `precision` (default: the container's), int8 scales included."""
         from ..quantise import tensor_bytes
 
         def size(name, t):
             pieces = t.unbind(0) if self.stored_per_slice(name) else [t]
-            return sum(tensor_bytes(piece, self.storage_precision(name), self.storage_axis(name)) for piece in pieces)
+            prec = self.storage_precision(name, precision)
+            return sum(tensor_bytes(piece, prec, self.storage_axis(name)) for piece in pieces)
         return self._by_part(size)
 
-    def stored_bytes(self) -> int:
-        return sum(self.parts_bytes().values())
+    def stored_bytes(self, precision: str | None = None) -> int:
+        return sum(self.parts_bytes(precision).values())
 
     def select_instances(self, keep: torch.Tensor) -> None:
         """Keep instances keep[c] (a (num_classes, k) index tensor) in that order, drop the rest."""
