@@ -30,8 +30,8 @@ class CondensedReplay(_PostAdaptReplay):
     """Replay regenerated on the device from condensed containers within a byte budget.
 
     After each experience its own dataset is condensed into a container of `kind` (HMN by
-    default) holding its classes' share of `budget_bytes`, exported to ONNX at `precision`,
-    and only the model is kept; before the next experience the replay images are regenerated
+    default) holding its classes' share of `budget_bytes`, stored and condensed at `precision`
+    (fp16 and int8 fit 2x and about 4x the values), exported to ONNX, and only the model is kept; before the next experience the replay images are regenerated
     by onnxruntime. Keyword arguments go to `CondensedBuffer` (max_size, preset, settings,
     seed, mean/std, flip, workdir, device, threads, transform); `batch_size` and
     `batch_size_mem` are ReplayPlugin's.
