@@ -29,6 +29,29 @@ def order(key):
     return (dataset != "digits", dataset, ipc, METHODS.index(method) if method in METHODS else 99, method)
 
 
+def verdicts(rows: list[dict]) -> str:
+    """The issue's test, computed: at each budget, the best HMN precision against each uint8 real-image
+    baseline -- the margin, and two standard deviations of the difference (sqrt(sd_a^2 + sd_b^2),
+    each over the evaluation seeds)."""
+    out = []
+    for dataset, ipc in dict.fromkeys((r["dataset"], r["ipc"]) for r in rows):
+        at = {r["method"]: r for r in rows if (r["dataset"], r["ipc"]) == (dataset, ipc)}
+        hmns = [r for m, r in at.items() if m.startswith("hmn-")]
+        if not hmns:
+            continue
+        best = max(hmns, key=lambda r: r["accuracy_mean"])
+        for base in ("random-u8", "herding-u8"):
+            if base in at:
+                b = at[base]
+                margin = 100 * (best["accuracy_mean"] - b["accuracy_mean"])
+                two_sd = 200 * (best["accuracy_std"] ** 2 + b["accuracy_std"] ** 2) ** 0.5
+                out.append(f"| {dataset} | {ipc} IPC | {best['method']} | {base} | {margin:+.1f} | {two_sd:.1f} | "
+                           f"{'yes' if margin > two_sd else 'no'} |")
+    head = ("\n\nBest HMN precision against the uint8 baselines (margin in points; 2 sd of the difference):\n\n"
+            "| dataset | budget | best HMN | baseline | margin | 2 sd | margin > 2 sd |\n|---|---|---|---|---|---|---|\n")
+    return head + "\n".join(out) if out else ""
+
+
 def main() -> None:
     args = parse(equal_budget_parser(__doc__, "methods", METHODS))
     rows = equal_budget_rows("bytes", args, IPCS, args.methods.split(","), order, lambda rep, ev: {
@@ -43,6 +66,7 @@ def main() -> None:
         f"{r['stored_values']:,} | {r['stored_bytes']:,} / {r['budget_bytes']:,} | "
         f"{fmt(r['accuracy_mean'], r['accuracy_std'])} | {len(r['seeds'])} | {r['condense_seconds']:.0f} |"
         for r in rows)
+    table += verdicts(rows)
     write("bytes", {"seeds": args.seeds, "eval": eval_config("quick").__dict__, "rows": rows}, table)
 
 
