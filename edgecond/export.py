@@ -195,14 +195,9 @@ def onnx_metadata(meta: dict, container: Container, precision: str, source: Path
     return {"format_version": ONNX_FORMAT_VERSION, "edgecond_version": __version__,
             **{key: meta[key] for key in keys if key in meta},
             "instances_per_class": container.instances_per_class, "stored_floats": container.stored_floats(),
-            "precision": precision, "budget_bytes": budget_of(meta),
+            "precision": precision, "budget_bytes": meta["budget_bytes"],
             "stored_bytes": container.stored_bytes(precision),
             "source_sha256": file_sha256(source) if source is not None else None}
-
-
-def budget_of(meta: dict) -> int:
-    """The byte budget a container's metadata records (files before byte budgets: the float32 IPC's)."""
-    return int(meta.get("budget_bytes", 4 * meta["budget_floats"]))
 
 
 def as_stored(container: Container) -> Container:
@@ -330,7 +325,7 @@ def export_onnx(container: Container, meta: dict, out: str | os.PathLike, precis
     if ort_format:
         paths[".config"] = out.with_suffix(".required_operators.config")
         atomic_write_text(paths[".config"], ops)
-    budget = budget_of(meta)
+    budget = meta["budget_bytes"]
     return {"path": str(out), "bytes": len(files[".onnx"]), "precision": precision,
             "max_abs_error": errors[".onnx"], "budget_bytes": budget, "stored_bytes": md["stored_bytes"],
             "instances_per_class": container.instances_per_class, "stored_values": container.stored_floats(),

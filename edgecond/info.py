@@ -10,7 +10,7 @@ def describe(path) -> dict:
     container, meta = load_container(p)
     c, h, w = meta["image_shape"]
     per_ipc = c * h * w * len(meta["classes"])
-    budget = int(meta.get("budget_bytes", 4 * meta["budget_floats"]))  # files before byte budgets: fp32 IPC
+    budget = meta["budget_bytes"]
     stored = container.stored_bytes()
     return {
         "path": str(p),

@@ -199,6 +199,9 @@ def read_meta(path: str | os.PathLike) -> dict:
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise ContainerFileError(f"{p} has format version {meta['format_version']}; this edgecond "
                                  f"reads up to {FORMAT_VERSION}: upgrade edgecond")
+    # files from before byte budgets: fp32 containers whose budget was float32 values
+    meta.setdefault("precision", "fp32")
+    meta.setdefault("budget_bytes", 4 * meta["budget_floats"])
     return meta
 
 
@@ -209,7 +212,7 @@ def load_container(path: str | os.PathLike) -> tuple[Container, dict]:
     with safe_open(str(p), framework="pt") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}
     container.load_state_dict(state)
-    container.precision = meta.get("precision", "fp32")  # files before storage precisions: fp32
+    container.precision = meta["precision"]
     container.pixel_stats = (list(meta["mean"]), list(meta["std"]))
     container.eval()
     return container, meta

@@ -87,6 +87,25 @@ def test_the_file_holds_the_values_as_stored(condensed, tmp_path):
     assert torch.equal(loaded.images()[0], res.container.images()[0])
 
 
+def test_a_file_from_before_byte_budgets_reads_as_fp32_of_its_float_budget(condensed, tmp_path):
+    """Containers written before byte budgets had neither `precision` nor `budget_bytes`: they are
+    fp32 containers of `budget_floats` float32 values, and info and export read them so."""
+    from edgecond.export import export_onnx
+    from edgecond.info import describe
+    from edgecond.io import load_container
+    from safetensors.torch import save_file
+
+    res = condensed("pixel", "fp32")
+    old = {k: v for k, v in res.meta.items() if k not in ("precision", "budget_bytes", "stored_bytes")}
+    path = tmp_path / "container.safetensors"
+    save_file({k: v.contiguous() for k, v in res.container.state_dict().items()}, str(path),
+              metadata={"edgecond": json.dumps(old)})
+    cont, meta = load_container(path)
+    assert cont.precision == meta["precision"] == "fp32" and meta["budget_bytes"] == 4 * old["budget_floats"]
+    assert describe(path)["budget_bytes"] == 4 * 2 * 64 * 10
+    assert export_onnx(cont, meta, tmp_path / "m.onnx")["budget_bytes"] == 4 * 2 * 64 * 10
+
+
 @pytest.mark.parametrize("ipc", [2, 5, 10])
 def test_the_solver_gives_an_int8_hmn_over_3x_the_values_of_an_fp32_one(digits, ipc):
     from edgecond.condense import settings_for
