@@ -17,8 +17,9 @@ Rows are cached in results/bytes.json and skipped on a rerun (--fresh redoes the
 
 from __future__ import annotations
 
-from common import equal_budget_parser, equal_budget_rows, fmt, parse, write
+from common import RESULTS, equal_budget_parser, equal_budget_rows, fmt, parse, write
 from edgecond.config import eval_config
+from edgecond.plots import bar_plot
 
 IPCS = {"digits": [5], "cifar10_mini": [1, 10]}
 METHODS = ["random-u8", "herding-u8", "pixel-fp32", "pixel-u8", "hmn-fp32", "hmn-fp16", "hmn-int8"]
@@ -52,6 +53,15 @@ def verdicts(rows: list[dict]) -> str:
     return head + "\n".join(out) if out else ""
 
 
+def plot(rows: list[dict]) -> None:
+    """results/bytes.png: test accuracy of every method, one panel per dataset and budget."""
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(f"{r['dataset']} {r['ipc']} IPC", {})[r["method"]] = (100 * r["accuracy_mean"],
+                                                                                 100 * r["accuracy_std"])
+    bar_plot(groups, RESULTS / "bytes.png", "test accuracy (%)", "at equal bytes (benchmarks/bytes.py)")
+
+
 def main() -> None:
     args = parse(equal_budget_parser(__doc__, "methods", METHODS))
     rows = equal_budget_rows("bytes", args, IPCS, args.methods.split(","), order, lambda rep, ev: {
@@ -66,7 +76,8 @@ def main() -> None:
         f"{r['stored_values']:,} | {r['stored_bytes']:,} / {r['budget_bytes']:,} | "
         f"{fmt(r['accuracy_mean'], r['accuracy_std'])} | {len(r['seeds'])} | {r['condense_seconds']:.0f} |"
         for r in rows)
-    table += verdicts(rows)
+    table += verdicts(rows) + "\n\n![accuracy at equal bytes](bytes.png)"
+    plot(rows)
     write("bytes", {"seeds": args.seeds, "eval": eval_config("quick").__dict__, "rows": rows}, table)
 
 

@@ -79,3 +79,30 @@ def histogram(values: np.ndarray, path: Path, xlabel: str, title: str = "", mark
     if title:
         ax.set_title(title, fontsize=9)
     return _save(fig, path)
+
+
+def bar_plot(groups: dict[str, dict[str, tuple[float, float]]], path: Path, ylabel: str, title: str = "") -> Path:
+    """Grouped bars with error bars: groups -> {bar name: (mean, err)}; a bar name keeps its colour
+    in every group, and a group draws only the bars it has."""
+    names = list(dict.fromkeys(n for bars in groups.values() for n in bars))
+    width = 0.8 / len(names)
+    fig, axes = plt.subplots(1, len(groups), figsize=(2.2 + 1.6 * len(groups), 3.4), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, (group, bars) in zip(axes[0], groups.items()):
+        for i, name in enumerate(names):
+            if name in bars:
+                mean, err = bars[name]
+                ax.bar(i * width, mean, width * 0.9, yerr=err, capsize=2, color=colours(i % 10), label=name)
+        ax.set_xticks([]), ax.set_title(group, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        lo, hi = min(m - e for m, e in bars.values()), max(m + e for m, e in bars.values())
+        pad = 0.15 * (hi - lo) + 0.5  # zoomed to the bars: the differences are what is read
+        ax.set_ylim(max(0.0, lo - pad), hi + pad)
+    axes[0][0].set_ylabel(ylabel)
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]}
+    fig.legend([handles[n] for n in names if n in handles], [n for n in names if n in handles], fontsize=8,
+               loc="center left", bbox_to_anchor=(1.0, 0.5))
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
