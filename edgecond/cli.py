@@ -85,6 +85,7 @@ def _resolve(dataset, classes, ipc, budget, kind, precision, preset, seed, confi
     from .budget import parse_bytes
     from .condense import settings_for
     from .config import ConfigError
+    from .quantise import BYTE_BUDGET_PRECISION
 
     if ipc is not None and budget is not None:
         raise click.UsageError("give the budget once: --ipc N or --budget BYTES")
@@ -108,6 +109,7 @@ def _resolve(dataset, classes, ipc, budget, kind, precision, preset, seed, confi
     data = _load_data(dataset, list(given["classes"]) if given.get("classes") else None, seed, data_root, download)
     if budget is not None:  # the same bytes as float32 images per class: the config's one budget unit
         ipc = budget / (4 * math.prod(data.image_shape) * data.num_classes)
+        given.setdefault("precision", BYTE_BUDGET_PRECISION)
     given["dataset"] = dataset
     try:
         cfg = settings_for(data, kind, ipc, preset=preset, settings=given)
@@ -126,13 +128,16 @@ def run_options(f):
                      help="Storage budget in images per class as the papers count it: the bytes of ipc x "
                           "classes x C x H x W float32 values (CIFAR-10 1 IPC = 122,880 bytes)."),
         click.option("--budget", default=None, metavar="BYTES",
-                     help="The storage budget in bytes instead: 122880, 120KB, 120KiB, 1.2MB."),
+                     help="The storage budget in bytes instead: 122880, 120KB, 120KiB, 1.2MB; stored at "
+                          "int8 unless --precision says otherwise."),
         click.option("--container", "kind", type=_KindChoice(), default=None,
                      help="Container kind (default hmn); `edgecond kinds` says what each is and can do."),
         click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
-                     help="How the container is stored, and trained (default fp32): fp16 holds 2x the values "
-                          "in the same bytes, int8 about 4x (per-channel scales counted; images as uint8 "
-                          "pixels). Matching generates from the values as stored, so the export is exact."),
+                     help="How the container is stored, and trained: fp16 holds 2x the values of fp32 in the "
+                          "same bytes, int8 about 4x (per-channel scales counted; images as uint8 pixels), the "
+                          "best at equal bytes measured (docs/results.md). Default: fp32 with --ipc (the "
+                          "papers' containers), int8 with --budget. Matching generates from the values as "
+                          "stored, so the export is exact."),
         click.option("--preset", type=click.Choice(["quick", "paper"]), default=None,
                      help="quick (default): sized for minutes on a CPU; paper: the papers' schedules (GPU)."),
         click.option("--seed", type=int, default=None, help="Seed of the condensation and the val split (default 0)."),

@@ -134,8 +134,7 @@ def test_matching_trains_the_stored_values(digits):
 def test_cli_budget_in_bytes_and_info_by_tier(tmp_path):
     r = CliRunner()
     out = tmp_path / "run"
-    res = r.invoke(main, ["condense", "--container", "random", "--budget", "5KB", "--precision", "int8",
-                          "--out", str(out)])
+    res = r.invoke(main, ["condense", "--container", "random", "--budget", "5KB", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "5,000 budget bytes" in res.output
     info = json.loads(r.invoke(main, ["info", str(out), "--json"]).output)
@@ -146,6 +145,15 @@ def test_cli_budget_in_bytes_and_info_by_tier(tmp_path):
     assert info["parts_stored_as"] == {"pixels": "uint8"}  # 8-bit real images are pixels, no scales
     text = r.invoke(main, ["info", str(out)]).output
     assert "5,000 bytes" in text and "at int8" in text
+
+
+@pytest.mark.parametrize("args, precision", [(["--budget", "5KB"], "int8"), (["--ipc", "2"], "fp32"),
+                                             (["--budget", "5KB", "--precision", "fp32"], "fp32")])
+def test_a_byte_budget_is_stored_at_int8_unless_told(tmp_path, args, precision):
+    """--budget is the device's unit and stores int8 by default; --ipc keeps the papers' fp32."""
+    res = CliRunner().invoke(main, ["config", "--container", "random", *args])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["precision"] == precision
 
 
 @pytest.mark.parametrize("args, message", [(["--ipc", "1", "--budget", "1KB"], "budget once"),

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..quantise import BYTES_PER_VALUE
+from ..quantise import BYTE_BUDGET_PRECISION, BYTES_PER_VALUE
 from .scenario import tensor_dataset
 
 with warnings.catch_warnings():
@@ -116,8 +116,9 @@ class CondensedBuffer(ExemplarsBuffer):
     budget_bytes: what the device may store for the whole stream's `num_classes` classes; an
         experience of k classes gets k / num_classes of it (`ipc_bytes` converts an IPC).
     kind: a registered container kind (`edgecond kinds`); `precision`: how its containers are
-        stored and condensed (`condense`'s precision setting: fp16 fits twice the values of fp32
-        in the same bytes, int8 about four times; matching trains the values as stored).
+        stored and condensed (`condense`'s precision setting; int8 by default, as for every byte
+        budget: about four times the values of fp32 in the same bytes, fp16 twice; matching
+        trains the values as stored).
     max_size: images replayed at most (None: every instance the containers hold); `resize`
         changes it and the next replay takes shorter (or longer) per-class prefixes.
     mean/std: give them when the stream's images are already normalised with them; without
@@ -129,7 +130,7 @@ class CondensedBuffer(ExemplarsBuffer):
         by default a temporary one, and only the ONNX models are kept.
     """
 
-    def __init__(self, budget_bytes: int, num_classes: int, *, kind: str = "hmn", precision: str = "fp32",
+    def __init__(self, budget_bytes: int, num_classes: int, *, kind: str = "hmn", precision: str = BYTE_BUDGET_PRECISION,
                  max_size: int | None = None, preset: str = "quick", settings: dict | None = None, seed: int = 0,
                  mean: list[float] | None = None, std: list[float] | None = None, flip: bool = False,
                  workdir: str | Path | None = None, device: str = "cpu", threads: int = 1, transform=None):
