@@ -281,7 +281,8 @@ def export_onnx(container: Container, meta: dict, out: str | os.PathLike, precis
                 ort_format: bool = False) -> dict:
     """Export, check (onnx.checker + parity), stamp metadata, write atomically; returns a summary.
 
-    `precision`: how the model stores the values; None: as the container was condensed. At its
+    `meta`: the container's metadata record (`io.container_meta`, as `io.load_container` returns
+    it). `precision`: how the model stores the values; None: as the container was condensed. At its
     own precision (or fp32) a container exports exactly and parity holds at the fp32 tolerance;
     another precision rounds after the fact and is checked at that precision's tolerance.
     With `ort_format`, also OUT.ort (checked for parity the same way) and

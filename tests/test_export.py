@@ -27,10 +27,10 @@ def _container(kind, digits):
     if kind in ("random", "herding"):
         return condense(digits, kind, 2, progress=False)
     res = condense(digits, "random", 2, progress=False)  # borrow its meta
-    cont = build(kind, digits, 5 if kind == "hmn" else 2)
-    return type(res)(cont.eval(), {**res.meta, "kind": kind, "budget_ipc": 5 if kind == "hmn" else 2,
-                                   "budget_floats": (5 if kind == "hmn" else 2) * 640,
-                                   "instance_order": None})
+    ipc = 5 if kind == "hmn" else 2
+    cont = build(kind, digits, ipc)
+    return type(res)(cont.eval(), {**res.meta, "kind": kind, "budget_ipc": ipc, "budget_floats": ipc * 640,
+                                   "budget_bytes": 4 * ipc * 640, "instance_order": None})
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_model_size_tracks_budget(digits, tmp_path):
     """fp32 model bytes = stored floats x 4 + a fixed overhead; fp16 about half the tensor bytes."""
     cont = build("hmn", digits, 10)
     meta = {"classes": digits.classes, "image_shape": [1, 8, 8], "mean": digits.mean, "std": digits.std,
-            "budget_ipc": 10, "budget_floats": 6400, "kind": "hmn"}
+            "budget_ipc": 10, "budget_floats": 6400, "budget_bytes": 4 * 6400, "kind": "hmn"}
     s32, s16, s8 = (export_onnx(cont, meta, tmp_path / f"{p}.onnx", precision=p, ort_format=True)
                     for p in ("fp32", "fp16", "int8"))
     tensor_bytes = 4 * cont.stored_floats()
