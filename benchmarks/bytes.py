@@ -49,7 +49,8 @@ def verdicts(rows: list[dict]) -> str:
                 out.append(f"| {dataset} | {ipc} IPC | {best['method']} | {base} | {margin:+.1f} | {two_sd:.1f} | "
                            f"{'yes' if margin > two_sd else 'no'} |")
     head = ("\n\nBest HMN precision against the uint8 baselines (margin in points; 2 sd of the difference):\n\n"
-            "| dataset | budget | best HMN | baseline | margin | 2 sd | margin > 2 sd |\n|---|---|---|---|---|---|---|\n")
+            "| dataset | budget | best HMN | baseline | margin | 2 sd | margin > 2 sd |\n"
+            "|---|---|---|---|---|---|---|\n")
     return head + "\n".join(out) if out else ""
 
 
@@ -57,8 +58,8 @@ def plot(rows: list[dict]) -> None:
     """results/bytes.png: test accuracy of every method, one panel per dataset and budget."""
     groups: dict = {}
     for r in rows:
-        groups.setdefault(f"{r['dataset']} {r['ipc']} IPC", {})[r["method"]] = (100 * r["accuracy_mean"],
-                                                                                 100 * r["accuracy_std"])
+        bars = groups.setdefault(f"{r['dataset']} {r['ipc']} IPC", {})
+        bars[r["method"]] = (100 * r["accuracy_mean"], 100 * r["accuracy_std"])
     bar_plot(groups, RESULTS / "bytes.png", "test accuracy (%)", "at equal bytes (benchmarks/bytes.py)")
 
 

@@ -130,9 +130,10 @@ class CondensedBuffer(ExemplarsBuffer):
         by default a temporary one, and only the ONNX models are kept.
     """
 
-    def __init__(self, budget_bytes: int, num_classes: int, *, kind: str = "hmn", precision: str = BYTE_BUDGET_PRECISION,
-                 max_size: int | None = None, preset: str = "quick", settings: dict | None = None, seed: int = 0,
-                 mean: list[float] | None = None, std: list[float] | None = None, flip: bool = False,
+    def __init__(self, budget_bytes: int, num_classes: int, *, kind: str = "hmn",
+                 precision: str = BYTE_BUDGET_PRECISION, max_size: int | None = None, preset: str = "quick",
+                 settings: dict | None = None, seed: int = 0, mean: list[float] | None = None,
+                 std: list[float] | None = None, flip: bool = False,
                  workdir: str | Path | None = None, device: str = "cpu", threads: int = 1, transform=None):
         from ..export import PRECISIONS
         from ..kinds import get
