@@ -163,6 +163,8 @@ def _shape(num_classes, image_shape, tiers: Tiers, instance_channels, budget: fl
 
 def _widest_decoder(shape: HMNShape, budget: float, max_instances: int) -> HMNShape:
     """`shape` with the widest DECODER_LADDER rung that still fits `max_instances` instances."""
+    if not shape.hidden:  # a one-layer decoder (e.g. 30 px from 15x15 memories) has no width to widen
+        return shape
     tiers = Tiers(shape.dataset_channels, shape.class_channels, shape.fc_channels, shape.hidden)
     best = shape
     for widths in DECODER_LADDER:

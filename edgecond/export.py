@@ -28,6 +28,7 @@ import json
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -140,43 +141,112 @@ def to_fp16(model: onnx.ModelProto) -> None:
     _replace_initialisers(model, convert)
 
 
-def _as_pixels(name: str, arr: np.ndarray, mean, std):
-    """An image-like initialiser as uint8 pixel levels, back to normalised values in the graph in
-    quantise.quantise's order: level / 255, minus the mean, over the std (one of each per channel)."""
-    c = len(mean)
+@dataclass(frozen=True)
+class StoredTensor:
+    """One tensor as the container stores it: its values in the container's own layout, how they
+    are stored (`Container.storage_precision`), the int8 channel axis (`Container.storage_axis`)
+    and whether each slice t[0], t[1], ... has scales of its own (`Container.stored_per_slice`)."""
+    name: str
+    values: np.ndarray
+    precision: str
+    axis: int
+    per_slice: bool = False
+
+    def pieces(self) -> list["StoredTensor"]:
+        if not self.per_slice:
+            return [self]
+        return [StoredTensor(f"{self.name}[{j}]", v, self.precision, self.axis) for j, v in enumerate(self.values)]
+
+
+def stored_tensors(container: Container, traced: Container, precision: str) -> list[StoredTensor]:
+    """Every floating-point state tensor of `traced` (the values as stored) with its storage at `precision`."""
+    return [StoredTensor(name, t.numpy(), container.storage_precision(name, precision), container.storage_axis(name),
+                         container.stored_per_slice(name))
+            for name, t in traced.state_dict().items() if t.is_floating_point()]
+
+
+def _source(name: str, arr: np.ndarray, stored: list[StoredTensor]) -> StoredTensor | None:
+    """The stored tensor (or slice of one) a graph initialiser holds. The exporter keeps a module's
+    tensors under their state names but may reshape them (a flattened gather table, a vector as
+    (n, 1, 1)), keep them whole where the container flattens them, or split them where the
+    container indexes them by a constant, so a tensor is found by holding the same values in the
+    same order -- by name first where several do."""
+    candidates = [st for whole in stored for st in ([whole] + (whole.pieces() if whole.per_slice else []))]
+    same = [st for st in candidates if st.values.size == arr.size and np.array_equal(st.values.ravel(), arr.ravel())]
+    named = [st for st in same if name.removeprefix("container.") == st.name]
+    return (named or same or [None])[0]
+
+
+def _reshaped(name: str, produced: str, shape: tuple[int, ...]):
+    """Nodes giving `name` the graph's `shape` from `produced` (the container's layout)."""
+    target = numpy_helper.from_array(np.asarray(shape, dtype=np.int64), f"{name}__shape")
+    return [target], [helper.make_node("Reshape", [produced, target.name], [name])]
+
+
+def _as_pixels(name: str, st: StoredTensor, mean, std):
+    """A stored image tensor as uint8 pixel levels in the container's layout, back to normalised
+    values in the graph in quantise.quantise's order: level / 255, minus the mean, over the std
+    (one of each per channel, the layout's third axis from last)."""
+    arr = st.values
     levels = pixel_levels(torch.from_numpy(arr.copy()), mean, std).numpy()
-    per_channel = [1] * (arr.ndim - 3) + [c, 1, 1]
+    per_channel = [1] * (arr.ndim - 3) + [len(mean), 1, 1]
     consts = [numpy_helper.from_array(np.asarray(v, dtype=np.float32).reshape(shape), f"{name}__{tag}")
               for tag, v, shape in (("levels", 255.0, []), ("mean", mean, per_channel), ("std", std, per_channel))]
     q = numpy_helper.from_array(levels, f"{name}__u8")
     nodes = [helper.make_node("Cast", [q.name], [f"{name}__f"], to=TensorProto.FLOAT),
              helper.make_node("Div", [f"{name}__f", consts[0].name], [f"{name}__unit"]),
              helper.make_node("Sub", [f"{name}__unit", consts[1].name], [f"{name}__centred"]),
-             helper.make_node("Div", [f"{name}__centred", consts[2].name], [name])]
+             helper.make_node("Div", [f"{name}__centred", consts[2].name], [f"{name}__stored"])]
     return [q, *consts], nodes
 
 
-def to_int8(model: onnx.ModelProto, images: list[np.ndarray] = (), mean=None, std=None) -> None:
-    """Weights and memories as int8 codes with per-channel scales (quantise.int8_codes: the same
-    codes quantisation-aware matching trains), dequantised in the graph. `images`: the container's
-    image-like tensors, stored as uint8 pixel levels of (`mean`, `std`) instead; the exporter may
-    have reshaped them, so an initialiser is one when it holds the same values in the same order
-    with its channels third from last."""
-    def image_like(arr):
-        return any(arr.size == im.size and arr.ndim >= 3 and arr.shape[-3] == len(mean)
-                   and np.array_equal(arr.ravel(), im.ravel()) for im in images)
+def _as_int8(name: str, st: StoredTensor):
+    """int8 codes with one scale per channel along the container's storage axis -- the codes
+    quantise.int8_codes gives the container, so matching trained exactly these values. A tensor
+    stored slice by slice is dequantised a slice at a time and concatenated back."""
+    if st.per_slice:
+        inits, nodes, parts = [], [], []
+        for j, piece in enumerate(st.pieces()):
+            piece = StoredTensor(piece.name, piece.values[None], piece.precision, piece.axis + 1)
+            more_inits, more_nodes = _as_int8(f"{name}__s{j}", piece)
+            inits, nodes, parts = inits + more_inits, nodes + more_nodes, parts + [more_nodes[-1].output[0]]
+        return inits, nodes + [helper.make_node("Concat", parts, [f"{name}__stored"], axis=0)]
+    q, scale = (t.numpy() for t in int8_codes(torch.from_numpy(st.values.copy()), st.axis))
+    qi = numpy_helper.from_array(q, f"{name}__q")
+    si = numpy_helper.from_array(scale.astype(np.float32), f"{name}__scale")
+    zi = numpy_helper.from_array(np.zeros(q.shape[st.axis], dtype=np.int8), f"{name}__zero")
+    node = helper.make_node("DequantizeLinear", [qi.name, si.name, zi.name], [f"{name}__stored"], axis=st.axis)
+    return [qi, si, zi], [node]
 
+
+def to_int8(model: onnx.ModelProto, stored: list[StoredTensor], mean=None, std=None) -> None:
+    """Store each initialiser as its container stores it at int8 (`stored`, from `stored_tensors`):
+    weights and memories as int8 codes with per-channel scales, image-like tensors as uint8 pixel
+    levels of (`mean`, `std`), vectors as fp32.
+
+    The codes are computed in the container's layout and dequantised there, then reshaped to the
+    graph's: the exporter's layout may differ (a memory kept whole that the container reads per
+    channel along its third axis), and rounding along the graph's axis instead would store other
+    values than the ones matching trained. A multi-dimensional initialiser that is no stored
+    tensor cannot be sized or rounded as the container is: refused."""
     def convert(name, arr):
-        if images and image_like(arr):
-            return _as_pixels(name, arr, mean, std)
-        if vector_like(arr.shape):  # biases and norm affines, however the graph shapes them
+        st = _source(name, arr, stored)
+        if st is None:
+            if vector_like(arr.shape):  # the exporter's own constants (eps, shapes, ones)
+                return None
+            raise ExportError(f"graph initialiser {name} {tuple(arr.shape)} is no tensor of the container; "
+                              "cannot store it at int8")
+        if st.precision == "uint8":
+            inits, nodes = _as_pixels(name, st, mean, std)
+        elif st.precision == "int8" and not vector_like(st.values.shape[st.per_slice:]):
+            inits, nodes = _as_int8(name, st)
+        else:
             return None
-        q, scale = (t.numpy() for t in int8_codes(torch.from_numpy(arr.copy())))
-        qi = numpy_helper.from_array(q, f"{name}__q")
-        si = numpy_helper.from_array(scale.astype(np.float32), f"{name}__scale")
-        zi = numpy_helper.from_array(np.zeros(arr.shape[1], dtype=np.int8), f"{name}__zero")
-        node = helper.make_node("DequantizeLinear", [qi.name, si.name, zi.name], [name], axis=1, name=f"{name}__dq")
-        return [qi, si, zi], [node]
+        if tuple(arr.shape) == tuple(st.values.shape):
+            nodes[-1].output[0] = name
+            return inits, nodes
+        more_inits, more_nodes = _reshaped(name, nodes[-1].output[0], arr.shape)
+        return inits + more_inits, nodes + more_nodes
     _replace_initialisers(model, convert)
 
 
@@ -296,8 +366,7 @@ def export_onnx(container: Container, meta: dict, out: str | os.PathLike, precis
     if precision == "fp16":
         to_fp16(model)
     elif precision == "int8":
-        images = [t.numpy() for name, t in traced.state_dict().items() if container.image_like(name)]
-        to_int8(model, images, meta["mean"], meta["std"])
+        to_int8(model, stored_tensors(container, traced, precision), meta["mean"], meta["std"])
     compact_names(model)
     md = onnx_metadata(meta, container, precision, source)
     del model.metadata_props[:]

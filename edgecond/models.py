@@ -19,19 +19,22 @@ def default_depth(height: int) -> int:
 
 
 class ConvNet(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, image_size: int,
+    def __init__(self, in_channels: int, num_classes: int, image_size: int | tuple[int, int],
                  width: int = 128, depth: int | None = None):
         super().__init__()
-        depth = depth or default_depth(image_size)
+        h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+        depth = depth or default_depth(min(h, w))
+        if h >> depth < 1 or w >> depth < 1:
+            raise ValueError(f"a depth-{depth} ConvNet halves {h}x{w} images to nothing; use a smaller depth")
         layers: list[nn.Module] = []
-        c, s = in_channels, image_size
+        c = in_channels
         for _ in range(depth):
             layers += [nn.Conv2d(c, width, 3, padding=1), nn.GroupNorm(width, width, affine=True),
                        nn.ReLU(inplace=True), nn.AvgPool2d(2)]
-            c, s = width, s // 2
+            c, h, w = width, h // 2, w // 2
         self.features = nn.Sequential(*layers)
         self.flatten = nn.Flatten()  # a named layer, so hooks (e.g. herding) get flat features
-        self.feature_dim = width * s * s
+        self.feature_dim = width * h * w
         self.classifier = nn.Linear(self.feature_dim, num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -48,6 +51,4 @@ class ConvNet(nn.Module):
 def build_convnet(image_shape: tuple[int, int, int], num_classes: int, width: int = 128,
                   depth: int | None = None) -> ConvNet:
     c, h, w = image_shape
-    if h != w:
-        raise ValueError(f"ConvNet expects square images, got {h}x{w}")
-    return ConvNet(c, num_classes, h, width=width, depth=depth)
+    return ConvNet(c, num_classes, (h, w), width=width, depth=depth)

@@ -96,6 +96,12 @@ TABLE = {
     "labels out of range": ("edgecond", lambda t, r, m: _condense(_npz(
         t, y_train=np.arange(20) % 2 + 4, classes=np.array(["cat", "dog"])), t),
                             "outside"),
+    "28px test images of another shape": ("edgecond", lambda t, r, m: _condense(_npz(
+        t, x_train=np.zeros((20, 28, 28, 1), np.uint8), x_test=np.zeros((6, 28, 28, 3), np.uint8)), t),
+                                          "differ in shape"),
+    "non-square images for an HMN": ("edgecond", lambda t, r, m: [*_condense(_npz(
+        t, x_train=np.zeros((20, 28, 20), np.uint8), x_test=np.zeros((6, 28, 20), np.uint8)), t)[:-4],
+        "--ipc", "10", "--out", str(t / "out")], "HMN needs square images, got 28x20"),
     "float pixels": ("edgecond", lambda t, r, m: _condense(_npz(t, x_test=np.zeros((6, 8, 8, 3), np.float32)), t),
                      "expected uint8 pixels"),
     "unwritable condense output": ("edgecond", lambda t, r, m: [*_condense("digits", t)[:-1], "/proc/edgecond-x"],

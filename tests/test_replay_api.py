@@ -262,3 +262,82 @@ def test_an_interrupted_condensation_resumes_from_its_checkpoint(plain_tensors, 
     second, _ = load_container(run)
     for k, v in first.state_dict().items():
         assert torch.equal(v, second.state_dict()[k]), k
+
+
+def blobs_28(classes=4, per_class=40, seed=0):
+    """An MNIST-shaped stream made here (1x28x28 [0, 1] pixels): a blob whose place is the class."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:28, 0:28]
+    xs, ys = [], []
+    for c in range(classes):
+        cy, cx = 6 + 5 * c, 22 - 5 * c
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 18.0)
+        xs.append(np.clip(blob + rng.normal(0, 0.1, (per_class, 28, 28)), 0, 1))
+        ys += [c] * per_class
+    return torch.tensor(np.concatenate(xs), dtype=torch.float32).unsqueeze(1), torch.tensor(ys)
+
+
+def test_default_plugin_replays_a_28px_stream_from_onnxruntime(monkeypatch):
+    """The README's plugin with its defaults (an int8 HMN) on 1x28x28 images: both experiences
+    train, the second replays the first's images as onnxruntime regenerates them."""
+    from edgecond_device import Regenerator
+
+    x, y = blobs_28()
+    bench = avalanche_stream(x, y)
+    # the default plugin's storage and kind, on the shortest schedule (the layout is what is tested)
+    settings = {**FAST, "match.multisize": False, "prefix_order": "none", "match.syn_batch": 16,
+                "match.real_batch": 16, "match.net_width": 16}
+    replay = CondensedReplay(ipc_bytes(10, (1, 28, 28), CLASSES), CLASSES, settings=settings)
+    assert replay.storage_policy.precision == "int8"
+    reads, original = [], CondensedBuffer.buffer.fget
+    monkeypatch.setattr(CondensedBuffer, "buffer", property(lambda self: reads.append(original(self)) or reads[-1],
+                                                            CondensedBuffer.buffer.fset))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from avalanche.training import Naive
+        from avalanche.training.plugins import EvaluationPlugin
+        strategy = Naive(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
+                         criterion=torch.nn.CrossEntropyLoss(), train_mb_size=32, train_epochs=1,
+                         evaluator=EvaluationPlugin(loggers=[]), plugins=[replay])
+        for exp in bench.train_stream:
+            strategy.train(exp)
+    policy = replay.storage_policy
+    assert [m["classes"] for m in policy.models] == [[0, 1], [2, 3]]
+    replayed = [r for r in reads if len(r)]
+    assert replayed, "the second experience replayed nothing"
+    m = policy.models[0]
+    images, _ = Regenerator(m["path"]).generate()
+    assert images.shape[1:] == (1, 28, 28) and len(replayed[0]) == len(images)
+    expected = images * np.array(m["std"]).reshape(1, -1, 1, 1) + np.array(m["mean"]).reshape(1, -1, 1, 1)
+    got = torch.stack([replayed[0][i][0] for i in range(len(images))]).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_a_failed_export_names_the_experience_the_model_and_the_way_out(plain_tensors, monkeypatch):
+    from edgecond import export
+    from edgecond.continual import CondensedReplayError
+
+    def failing(*a, **k):
+        raise export.ExportError("onnxruntime (.onnx) differs from torch by 0.09 (> 1e-05) for int8; nothing written")
+
+    monkeypatch.setattr(export, "export_onnx", failing)
+    exp = avalanche_stream(*plain_tensors).train_stream[0]
+    policy = CondensedBuffer(ipc_bytes(10, SHAPE, CLASSES), CLASSES, settings=FAST)  # a temporary workdir
+    with pytest.raises(CondensedReplayError) as err:
+        policy.post_adapt(None, exp)
+    message = str(err.value)
+    assert "\n" not in message and "exporting experience 0 failed (ExportError: onnxruntime" in message
+    run = next(p for p in policy.workdir.iterdir() if p.is_dir())
+    assert f"model file {run}.onnx was not written" in message and f"workdir='{policy.workdir}'" in message
+    assert (run / "container.safetensors").is_file() and not run.with_suffix(".onnx").exists()
+    del policy  # a failure keeps the temporary workdir: the run resumes from it
+    import gc
+    gc.collect()
+    assert (run / "container.safetensors").is_file()
+    monkeypatch.undo()
+    again = CondensedBuffer(ipc_bytes(10, SHAPE, CLASSES), CLASSES, settings=FAST, workdir=run.parent)
+    again.post_adapt(None, exp)  # exports the kept container, condenses nothing
+    assert again.models[0]["path"] == run.with_suffix(".onnx") and again.models[0]["path"].is_file()
+    import shutil
+    shutil.rmtree(run.parent)

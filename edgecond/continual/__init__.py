@@ -22,7 +22,7 @@ if importlib.util.find_spec("avalanche") is None:
 from .metrics import ClassIncrementalAccuracy, ReplayCost  # noqa: E402
 from .plugins import BufferSchedule, CondensedReplay, ExemplarReplay  # noqa: E402
 from .scenario import tensor_dataset  # noqa: E402
-from .storage import CondensedBuffer, ExemplarBuffer, ipc_bytes  # noqa: E402
+from .storage import CondensedBuffer, CondensedReplayError, ExemplarBuffer, ipc_bytes  # noqa: E402
 
-__all__ = ["BufferSchedule", "ClassIncrementalAccuracy", "CondensedBuffer", "CondensedReplay", "ExemplarBuffer",
-           "ExemplarReplay", "ReplayCost", "ipc_bytes", "tensor_dataset"]
+__all__ = ["BufferSchedule", "ClassIncrementalAccuracy", "CondensedBuffer", "CondensedReplay", "CondensedReplayError",
+           "ExemplarBuffer", "ExemplarReplay", "ReplayCost", "ipc_bytes", "tensor_dataset"]

@@ -24,6 +24,7 @@ import shutil
 import tempfile
 import time
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,11 @@ with warnings.catch_warnings():
     from avalanche.benchmarks.utils import DataAttribute, TransformGroups, concat_datasets
     from avalanche.benchmarks.utils.classification_dataset import ClassificationDataset
     from avalanche.training.storage_policy import ExemplarsBuffer, ParametricBuffer
+
+class CondensedReplayError(RuntimeError):
+    """Condensing or exporting an experience failed inside a strategy's training: the message
+    names the experience, the run directory kept for inspection and the model file, and what to do."""
+
 
 def ipc_bytes(ipc: float, image_shape: tuple[int, ...], num_classes: int, precision: str = "fp32") -> int:
     """Bytes of `ipc` images per class stored at `precision` -- the papers' IPC budget is fp32:
@@ -128,6 +134,12 @@ class CondensedBuffer(ExemplarsBuffer):
     workdir: where run directories and models go (a directory that persists makes
         condensations resumable and shared between strategies with the same data and settings);
         by default a temporary one, and only the ONNX models are kept.
+
+    Failures. If condensing or exporting an experience fails (a parity check, a full disk), the
+    strategy's `train` raises `CondensedReplayError` naming the experience, the model file and
+    the run directory, which is kept -- a temporary workdir is not deleted then -- so that a
+    rerun with `workdir=` set to it resumes instead of condensing again. Nothing is replayed
+    from a model that was not written whole.
     """
 
     def __init__(self, budget_bytes: int, num_classes: int, *, kind: str = "hmn",
@@ -152,8 +164,9 @@ class CondensedBuffer(ExemplarsBuffer):
         self.given = (list(mean), list(std)) if mean is not None else None
         self.stats = RunningStats()
         self.flip, self.device, self.threads, self.transform = flip, device, threads, transform
-        self._tmp = None if workdir is not None else tempfile.TemporaryDirectory(prefix="edgecond-replay-")
-        self.workdir = Path(workdir) if workdir is not None else Path(self._tmp.name)
+        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="edgecond-replay-"))
+        # a temporary workdir goes with the buffer, unless a failure keeps it for the user
+        self._tmp = None if workdir is not None else weakref.finalize(self, shutil.rmtree, self.workdir, True)
         self.models: list[dict] = []  # {"path", "classes" (stream label ids), "mean", "std"}
         self.timings: list[dict] = []
         self.seen_classes: list[int] = []
@@ -270,16 +283,32 @@ class CondensedBuffer(ExemplarsBuffer):
         tag = f"{self.kind}-{self.precision}-exp{experience}-{digest.hexdigest()[:12]}"
         run, onnx_path = self.workdir / tag, self.workdir / f"{tag}.onnx"
         if not onnx_path.is_file():
-            if not (run / CONTAINER_FILE).is_file():  # resumes an interrupted run's checkpoint
-                condense(data, config=cfg, out=run, progress=False, resume=(run / CHECKPOINT).is_file(),
-                         device=self.device)
-            cont, meta = load_container(run)
-            export_onnx(cont, meta, onnx_path, source=run / CONTAINER_FILE)  # at the precision it was condensed at
+            try:
+                if not (run / CONTAINER_FILE).is_file():  # resumes an interrupted run's checkpoint
+                    condense(data, config=cfg, out=run, progress=False, resume=(run / CHECKPOINT).is_file(),
+                             device=self.device)
+                cont, meta = load_container(run)
+                export_onnx(cont, meta, onnx_path, source=run / CONTAINER_FILE)  # at the condensed precision
+            except (KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as e:  # noqa: BLE001 - any failure gets the same explanation and way out
+                raise self._failure(experience, run, onnx_path, e) from e
         report = run / "report.json"
         condense_s = json.loads(report.read_text())["condense_seconds"] if report.is_file() else None
         if self._tmp is not None:  # nothing but the model stays: the torch container is gone
             shutil.rmtree(run, ignore_errors=True)
         return {"path": onnx_path, "classes": classes, "mean": data.mean, "std": data.std}, {"condense_s": condense_s}
+
+    def _failure(self, experience: int, run: Path, onnx_path: Path, error: Exception) -> CondensedReplayError:
+        if self._tmp is not None:
+            self._tmp.detach()  # the temporary workdir now outlives the buffer: it holds the run to resume
+        stage = "exporting" if (run / "container.safetensors").is_file() else "condensing"
+        return CondensedReplayError(
+            f"CondensedReplay: {stage} experience {experience} failed ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}); model file {onnx_path} was not written. "
+            f"The run directory {run} is kept: CondensedReplay(..., workdir={str(self.workdir)!r}) resumes "
+            f"from it, `edgecond export {run} --onnx {onnx_path}` retries the export alone, and "
+            f"precision='fp32' or ExemplarReplay avoid it.")
 
     def _timing(self, experience: int) -> dict:
         while len(self.timings) <= experience:
