@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from .config import CondenseConfig
-from .io import atomic_write
+from .io import OutputError, atomic_write
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -23,11 +23,23 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be resumed from: unreadable, foreign, or from other settings."""
 
 
+# Config fields that do not decide the matching state: what happens after matching (pruning's
+# selection, the prefix order, evaluation) and the preset's name (its values are in the tree).
+# Identity is everything else, so a setting added later is part of it unless listed here.
+NOT_IDENTITY = ("preset", "prune", "prefix_order", "eval")
+
+
 def settings(cfg: CondenseConfig, over_budget: float) -> dict:
-    """What decides the matching state: everything but post-processing and evaluation."""
+    """What decides the matching state: the resolved config tree less NOT_IDENTITY, plus the
+    instance-memory surplus pruning condenses over (`over_budget`)."""
     d = cfg.to_dict()
-    return {"kind": d["kind"], "ipc": d["ipc"], "seed": d["seed"], "container": d["container"],
-            "match": d["match"], "over_budget": over_budget}
+    for key in NOT_IDENTITY:
+        *parents, leaf = key.split(".")
+        node = d
+        for part in parents:
+            node = node[part]
+        node.pop(leaf)
+    return {**d, "over_budget": over_budget}
 
 
 def _changed(saved: dict, now: dict) -> list[str]:
@@ -50,7 +62,13 @@ def differences(saved: dict, now: dict) -> list[str]:
 
 
 def save(path: Path, state: dict) -> Path:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    def write(tmp):
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as e:  # torch reports a short write (a full disk, a file size limit) this way
+            raise OutputError(f"cannot write checkpoint {path}: the write stopped short, is the disk full? "
+                              f"({str(e).splitlines()[0][:80]})") from None
+    atomic_write(path, write)
     return path
 
 

@@ -11,8 +11,11 @@ import sys
 from pathlib import Path
 
 import click
+from edgecond_device.errors import OneLineGroup
+from edgecond_device.names import listed
 
 from . import __version__
+
 
 def _log(msg: str) -> None:
     click.echo(msg, err=True)
@@ -43,7 +46,7 @@ data_options = [
     click.option("--data-root", type=click.Path(file_okay=False), default=None,
                  help="Where torchvision datasets live (default ~/.cache/edgecond/data)."),
     click.option("--download", is_flag=True, help="Download a torchvision dataset if missing (needs internet)."),
-    click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)."),
+    click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch (default: torch's choice)."),
 ]
 
 
@@ -53,7 +56,7 @@ def with_data_options(f):
     return f
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgecond")
 def main():
     """edgecond: condense datasets into tiny generators for on-device continual learning.
@@ -84,7 +87,7 @@ def _resolve(dataset, classes, ipc, budget, kind, precision, preset, seed, confi
     """Load the data and resolve the run's settings: defaults < preset < --config < options < --set."""
     from .budget import parse_bytes
     from .condense import settings_for
-    from .config import ConfigError
+    from .config import ConfigError, check_range
     from .quantise import BYTE_BUDGET_PRECISION
 
     if ipc is not None and budget is not None:
@@ -106,6 +109,12 @@ def _resolve(dataset, classes, ipc, budget, kind, precision, preset, seed, confi
         raise click.UsageError("give the budget: --ipc N or --budget BYTES (or a --config file that has ipc)")
     dataset, kind = given.pop("dataset", "digits"), given.pop("kind", "hmn")
     ipc, preset, seed = given.pop("ipc", None), given.pop("preset", "quick"), given.get("seed", 0)
+    try:  # the two settings used before the tree is resolved: loading the data, sizing the budget
+        check_range("seed", seed)
+        if ipc is not None:
+            check_range("ipc", ipc)
+    except ConfigError as e:
+        _fail(e)
     data = _load_data(dataset, list(given["classes"]) if given.get("classes") else None, seed, data_root, download)
     if budget is not None:  # the same bytes as float32 images per class: the config's one budget unit
         ipc = budget / (4 * math.prod(data.image_shape) * data.num_classes)
@@ -242,7 +251,7 @@ def condense(dataset, classes, ipc, budget, kind, precision, preset, seed, confi
         _fail(ValueError(f"{cfg.kind} needs no torchrun: run it as one process"))
     if resume:
         try:
-            check_resumable(cfg, out)
+            check_resumable(cfg, out, data)
         except ValueError as e:
             _fail(e)
     log(f"{data.name}: {data.num_classes} classes, {len(data.x_train)} train / {len(data.x_val)} val / "
@@ -283,11 +292,11 @@ def config_cmd(dataset, classes, ipc, budget, kind, precision, preset, seed, con
 @click.argument("container", required=False, type=click.Path(exists=True))
 @click.option("--dataset", default=None, help="Dataset to test on (default: the one the container was made from).")
 @click.option("--classes", default=None, help="Class indices (default: the container's).")
-@click.option("--seeds", type=int, default=3, show_default=True, help="Evaluation networks trained (seeds 0..N-1).")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Evaluation networks trained (seeds 0..N-1).")
 @click.option("--preset", type=click.Choice(["quick", "paper"]), default=None,
               help="quick: 1000 SGD steps (CPU); paper: HMN paper App. C.2 (2000 epochs). Default: the run's "
                    "config.json `eval` section, else quick.")
-@click.option("--steps", type=int, default=None, help="Override the number of training steps.")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Override the number of training steps.")
 @click.option("--full", is_flag=True, help="Train on the whole train split instead (the upper bound).")
 @click.option("--per-class", type=int, default=None, help="Use only the first K instances per class.")
 @click.option("--subsets", default=None,
@@ -318,7 +327,10 @@ def evaluate(container, dataset, classes, seeds, preset, steps, full, per_class,
     data = _load_data(dataset, classes, meta.get("data_seed", 0), data_root, download,
                       meta.get("val_fraction", 0.1))
     if meta and meta["classes"] != data.classes:
-        _fail(ValueError(f"the container's classes {meta['classes']} differ from {dataset}'s {data.classes}"))
+        _fail(ValueError(f"the container's classes ({listed(meta['classes'])}) differ from {dataset}'s "
+                         f"({listed(data.classes)})"))
+    if not len(data.x_test):
+        _fail(ValueError(f"{dataset} has no test images: there is nothing to measure accuracy on"))
     cfg = _eval_settings(container, preset, steps)
     if full:
         x, y, what = data.x_train, data.y_train, "full train split"
@@ -417,20 +429,20 @@ def export(container, onnx_path, precision, opset, ort_format, as_json):
 
 @main.command()
 @click.option("--dataset", default="digits", show_default=True)
-@click.option("--experiences", type=int, default=5, show_default=True, help="Experiences the classes are split into.")
+@click.option("--experiences", type=click.IntRange(min=1), default=5, show_default=True, help="Experiences the classes are split into.")
 @click.option("--strategies", default="naive,replay,replay-bytes,herding,lwf,hmn,hmn-lwf,joint", show_default=True,
               help="Comma-separated: naive, replay, replay-bytes, herding, lwf, hmn, hmn-fp16, hmn-int8, "
                    "hmn-lwf, joint.")
-@click.option("--budget-ipc", type=float, default=10, show_default=True,
+@click.option("--budget-ipc", type=click.FloatRange(0, 1e6, min_open=True), default=10, show_default=True,
               help="Replay budget per class, the bytes of this many float32 images (replay-bytes holds 4x as "
                    "uint8 images; hmn-fp16 and hmn-int8 condense 2x and about 4x the values into them).")
 @click.option("--device-budget", default=None,
               help="Images per class the device replays at each experience, e.g. 50,20,10,5 (multisize prefixes).")
-@click.option("--epochs", type=int, default=20, show_default=True, help="Training epochs per experience.")
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Training epochs per experience.")
 @click.option("--normalise", type=click.Choice(["first-experience", "none"]), default="first-experience",
               show_default=True, help="The stream's normalisation: the first experience's statistics (a device "
                                       "calibrating on its first data), or none ([0, 1] pixels).")
-@click.option("--seeds", type=int, default=1, show_default=True, help="Seeds (class order + init) 0..N-1.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Seeds (class order + init) 0..N-1.")
 @click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
               help="Condensation preset of the HMN strategies.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
@@ -475,6 +487,9 @@ def continual(dataset, experiences, strategies, budget_ipc, device_budget, epoch
     except OutputError as e:
         _fail(e)
     data = _load_data(dataset, None, 0, data_root, download)
+    if experiences > data.num_classes:
+        _fail(ValueError(f"--experiences must be in 1..{data.num_classes} ({dataset} has {data.num_classes} "
+                         f"classes), got {experiences}"))
     try:
         schedule = [int(v) for v in device_budget.split(",")] if device_budget else []
         cfg = ContinualConfig(experiences=experiences, ipc=budget_ipc, epochs=epochs, preset=preset, normalise=normalise,

@@ -12,6 +12,8 @@ same container whoever asks.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -19,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from edgecond_device.locking import exclusive
 
 from . import checkpoint
 from . import distributed as dist
 from .config import CondenseConfig, Shape, resolve_config, validate
 from .containers import Container
 from .data import Dataset
-from .io import CONTAINER_FILE, atomic_write_text, container_meta, remove_stale_temporaries, save_container
+from .io import (CONTAINER_FILE, atomic_write_text, container_meta, remove_stale_temporaries, save_container,
+                 staging_dir)
 from .kinds import Kind, budget_bytes, get, sized_config, stored_as
 from .matching import Matcher
 from .multisize import herding_prefix_order
@@ -76,9 +80,16 @@ def condense(data: Dataset, kind: str = "hmn", ipc: float = 1.0, *, preset: str 
         config = settings_for(data, kind, ipc, preset=preset, settings=settings)  # resolved and validated
     else:
         validate(config, get(config.kind), dist.world_size())  # a tree from a file or built by hand
-    k = get(config.kind)
-    if out is not None and dist.is_main():
+    if out is None or not dist.is_main():  # replicas are identical: rank 0 alone writes (and locks)
+        return _condense(data, config, device=device, out=out, progress=progress, resume=resume)
+    with exclusive(out):  # one writer per run directory: a second process is refused before any work
         remove_stale_temporaries(out)  # left by a run that was killed mid-write
+        return _condense(data, config, device=device, out=out, progress=progress, resume=resume)
+
+
+def _condense(data: Dataset, config: CondenseConfig, *, device: str, out, progress: bool,
+              resume: bool) -> CondenseResult:
+    k = get(config.kind)
     t0 = time.time()
     if k.matched:
         container, order, extra = _condense_matching(data, config, k, device=device, out=out, progress=progress,
@@ -109,12 +120,24 @@ def condense(data: Dataset, kind: str = "hmn", ipc: float = 1.0, *, preset: str 
     return result
 
 
-def check_resumable(config: CondenseConfig, out: str | Path) -> None:
+def check_resumable(config: CondenseConfig, out: str | Path, data: Dataset | None = None) -> None:
     """Fail now, before any work, if `out` holds a checkpoint that --resume cannot continue from
-    (checkpoint.CheckpointError: unreadable, foreign, or written under other settings)."""
-    if get(config.kind).matched:
-        over = config.prune.over_budget if config.prune.method != "none" else 0.0
-        checkpoint.load(Path(out) / checkpoint.CHECKPOINT, checkpoint.settings(config, over))
+    (checkpoint.CheckpointError: unreadable, foreign, written under other settings, or -- given
+    `data` -- holding tensors that do not fit the container these settings build)."""
+    k = get(config.kind)
+    if not k.matched:
+        return
+    over = config.prune.over_budget if config.prune.method != "none" else 0.0
+    path = Path(out) / checkpoint.CHECKPOINT
+    st = checkpoint.load(path, checkpoint.settings(config, over))
+    if st is None or data is None:
+        return
+    built = k.build(data, sized_config(k, data, config), torch.Generator().manual_seed(config.seed), over_budget=over)
+    want = {name: tuple(t.shape) for name, t in built.state_dict().items()}
+    have = {name: tuple(t.shape) for name, t in st["container"].items()} if isinstance(st["container"], dict) else {}
+    if want != have:
+        raise checkpoint.CheckpointError(f"{path} holds tensors that do not fit this run's container; delete it, "
+                                         "or run without --resume")
 
 
 def _condense_matching(data: Dataset, cfg: CondenseConfig, kind: Kind, *, device: str, out, progress: bool,
@@ -175,23 +198,39 @@ def write_pruning_figures(pruning: dict, figures: dict, data: Dataset, out: Path
                 title=f"per class: {k} lowest-AUM images (left), {k} highest-AUM images (right)")
 
 
+RUN_FILES = (CONFIG_FILE, "samples.png", "loss.png", "aum.png", "pruned.png", "report.json")  # + the container
+
+
 def write_run(result: CondenseResult, data: Dataset, out: Path, figures: dict | None = None) -> None:
-    """Write the run's files; the container goes last and a previous one goes first, so a run
-    directory holding container.safetensors is always a finished run whose other files match it
-    (a process killed in between leaves no container: rerun with --resume)."""
+    """Write the run's files without ever losing a finished run: everything is written into a
+    staging folder inside `out` first (a full disk or a crash there leaves the previous run whole),
+    then moved in by renames with the container last, so a run directory holding
+    container.safetensors is always a finished run whose other files match it. A previous run's
+    file the new run does not make (loss.png of another kind) is removed with it."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / CONTAINER_FILE).unlink(missing_ok=True)
-    if result.config is not None:
-        atomic_write_text(out / CONFIG_FILE, json.dumps(result.config.to_dict(), indent=2))
-    x, y = result.container.images(per_class=min(10, result.container.instances_per_class))
-    sample_grid(data.to_pixels(x), y, data.classes, out / "samples.png",
-                title=f"{result.meta['kind']} on {data.name}, {result.meta['budget_ipc']:g} IPC budget")
-    curve = result.report.get("loss_curve")
-    if curve:
-        line_plot({"matching loss": (list(range(1, len(curve) + 1)), curve, None)}, out / "loss.png",
-                  xlabel="outer iteration", ylabel="mean gradient distance",
-                  title=f"{result.meta['kind']} on {data.name}")
-    if figures:
-        write_pruning_figures(result.report["pruning"], figures, data, out)
-    atomic_write_text(out / "report.json", json.dumps(result.report, indent=2))
-    save_container(out, result.container, result.meta)
+    stage = staging_dir(out)
+    try:
+        if result.config is not None:
+            atomic_write_text(stage / CONFIG_FILE, json.dumps(result.config.to_dict(), indent=2))
+        x, y = result.container.images(per_class=min(10, result.container.instances_per_class))
+        sample_grid(data.to_pixels(x), y, data.classes, stage / "samples.png",
+                    title=f"{result.meta['kind']} on {data.name}, {result.meta['budget_ipc']:g} IPC budget")
+        curve = result.report.get("loss_curve")
+        if curve:
+            line_plot({"matching loss": (list(range(1, len(curve) + 1)), curve, None)}, stage / "loss.png",
+                      xlabel="outer iteration", ylabel="mean gradient distance",
+                      title=f"{result.meta['kind']} on {data.name}")
+        if figures:
+            write_pruning_figures(result.report["pruning"], figures, data, stage)
+        atomic_write_text(stage / "report.json", json.dumps(result.report, indent=2))
+        save_container(stage, result.container, result.meta)
+        # renames only from here on: nothing left to fail for want of space
+        (out / CONTAINER_FILE).unlink(missing_ok=True)
+        for name in RUN_FILES:
+            if (stage / name).is_file():
+                os.replace(stage / name, out / name)
+            else:
+                (out / name).unlink(missing_ok=True)
+        os.replace(stage / CONTAINER_FILE, out / CONTAINER_FILE)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

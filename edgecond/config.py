@@ -274,8 +274,8 @@ def read_config_file(path) -> dict[str, Any]:
     """A JSON config file (e.g. a run's config.json) -> dotted keys."""
     try:
         tree = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"cannot read config file {path}: {e}") from e
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path} as JSON: {e}") from e
     if not isinstance(tree, dict):
         raise ConfigError(f"{path} must hold one JSON object")
     return flatten(tree)
@@ -335,29 +335,31 @@ def resolve_config(kind, ipc: float, *, image_shape, num_classes: int, preset: s
     if cfg.container.max_instances == 0:
         derived["container.max_instances"] = None  # 0 means no cap
     cfg = apply(cfg, derived)
+    check_values(cfg)  # before a kind's rule computes from them
     if kind.rule is not None:
         cfg = kind.rule(cfg, shape, frozenset(given))
     validate(cfg, kind, world_size)
     return cfg
 
 
-def validate(cfg: CondenseConfig, kind, world_size: int = 1) -> None:
-    """Refuse values out of range and what `kind` cannot do, with the setting to change."""
+def check_values(cfg: CondenseConfig) -> None:
+    """Refuse a value that is not one of its choices, out of its range, or of the wrong length."""
     flat = _flat_values(cfg)
     for key, choices in CHOICES.items():
         if flat[key] not in choices:
             raise ConfigError(f"{key}={flat[key]!r}: choose one of {', '.join(choices)}")
+    for key in BOUNDS:
+        check_range(key, flat[key])
+    for key, (fewest, most) in SEQUENCES.items():
+        if flat[key] is not None and not fewest <= len(flat[key]) <= most:
+            wanted = f"{fewest}" if fewest == most else f"{fewest} to {most:,}"
+            raise ConfigError(f"{key} takes {wanted} values, got {len(flat[key])}")
+
+
+def validate(cfg: CondenseConfig, kind, world_size: int = 1) -> None:
+    """Refuse values out of range and what `kind` cannot do, with the setting to change."""
+    check_values(cfg)
     m = cfg.match
-    for key in ("match.outer", "match.inner", "match.real_batch", "match.syn_batch", "match.checkpoint_every",
-                "match.mls_interval", "eval.steps"):
-        if flat[key] < 1:
-            raise ConfigError(f"{key} must be >= 1, got {flat[key]}")
-    for key in ("match.net_steps", "match.warm_start", "match.decoder_lr", "match.haba_contrast",
-                "prune.over_budget", "prune.protect"):
-        if flat[key] < 0:
-            raise ConfigError(f"{key} must be >= 0, got {flat[key]}")
-    if cfg.ipc <= 0:
-        raise ConfigError(f"the budget must be positive, got ipc={cfg.ipc:g}")
     refuse = []
     if not kind.matched:
         refuse += [f"{k} (a {kind.name} container is selected, not condensed by matching)" for k, on in
@@ -382,6 +384,43 @@ def validate(cfg: CondenseConfig, kind, world_size: int = 1) -> None:
         refuse.append("match.update_mode=sequential across ranks (set match.update_mode=summed)")
     if refuse:
         raise ConfigError(f"the {kind.name} container cannot do: " + "; ".join(refuse))
+
+
+# Every numeric setting's range: key -> (low, high, low excluded). A value outside -- 0 networks
+# wide, a learning rate float32 cannot hold, an infinite budget -- is refused before any work,
+# naming the setting. tests/test_untrusted.py checks that no numeric leaf is missing here.
+_BIG = 1e9
+BOUNDS: dict[str, tuple[float, float, bool]] = {
+    "ipc": (0, 1e6, True), "seed": (0, 2 ** 63 - 1, False),
+    "container.instance_channels": (1, 4096, False), "container.max_instances": (0, 10 ** 6, False),
+    "match.outer": (1, _BIG, False), "match.inner": (1, _BIG, False), "match.net_steps": (0, _BIG, False),
+    "match.real_batch": (1, 10 ** 6, False), "match.syn_batch": (1, 10 ** 6, False),
+    "match.net_width": (1, 4096, False), "match.net_lr": (0, 1e3, True), "match.lr": (0, 1e3, True),
+    "match.betas": (0, 1, False), "match.momentum": (0, 1, False), "match.lr_milestones": (0, 1, False),
+    "match.checkpoint_every": (1, _BIG, False), "match.explode_ratio": (1, 1e30, False),
+    "match.warm_start": (0, _BIG, False), "match.decoder_lr": (0, 1e3, False), "match.mls_interval": (1, _BIG, False),
+    "match.haba_contrast": (0, 1e3, False),
+    "prune.over_budget": (0, 100, False), "prune.betas": (0, 1, False), "prune.aum_steps": (1, _BIG, False),
+    "prune.aum_every": (1, _BIG, False), "prune.select_steps": (1, _BIG, False), "prune.protect": (0, 10 ** 6, False),
+    "eval.steps": (1, _BIG, False), "eval.epochs": (1, 10 ** 6, False), "eval.batch_size": (1, 10 ** 6, False),
+    "eval.lr": (0, 1e3, True), "eval.min_lr": (0, 1e3, False), "eval.momentum": (0, 1, False),
+    "eval.weight_decay": (0, 1, False), "eval.width": (1, 4096, False), "eval.depth": (1, 16, False),
+    "eval.cutmix_prob": (0, 1, False),
+}
+def check_range(key: str, value: Any) -> None:
+    """ConfigError unless `value` (or each of a tuple's values) lies in BOUNDS[key]."""
+    low, high, open_low = BOUNDS[key]
+    for v in value if isinstance(value, tuple) else (value,):
+        if v is None:
+            continue
+        if not math.isfinite(v) or v < low or (open_low and v == low) or v > high:
+            low_text = f"> {low:g}" if open_low else f">= {low:g}"
+            raise ConfigError(f"{key}={v!r} is out of range: it must be {low_text} and <= {high:g}")
+
+
+# tuple-valued settings: key -> (fewest, most) values
+SEQUENCES: dict[str, tuple[int, int]] = {"match.betas": (2, 2), "match.lr_milestones": (0, 100),
+                                         "prune.betas": (1, 1000), "classes": (1, 100_000)}
 
 
 def settings_digest(cfg: CondenseConfig) -> str:

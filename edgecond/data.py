@@ -25,6 +25,10 @@ from typing import Callable
 
 import numpy as np
 import torch
+from edgecond_device.names import listed, printable
+
+
+MAX_CLASSES = 100_000  # labels beyond it are a damaged or hostile file, not a dataset
 
 
 class DatasetError(ValueError):
@@ -128,8 +132,19 @@ def _load_npz(path: str, **__) -> RawSplits:
         missing = [k for k in NPZ_KEYS if k not in z.files]
         if missing:
             raise DatasetError(f"{p}: missing key(s) {', '.join(missing)}; expected {', '.join(NPZ_KEYS)}")
-        arrays = {k: z[k] for k in NPZ_KEYS}
-        classes = [str(c) for c in z["classes"]] if "classes" in z.files else None
+        try:
+            arrays = {k: z[k] for k in NPZ_KEYS}
+            classes = z["classes"] if "classes" in z.files else None
+        except Exception as e:  # noqa: BLE001 - object arrays (pickles) are refused, damaged members too
+            raise DatasetError(f"{p}: an array cannot be read without running code from the file or is "
+                               f"damaged ({printable(str(e), 120)}); save plain numeric arrays") from None
+    if classes is not None:
+        if classes.ndim != 1 or classes.dtype.kind not in "USi" or not 0 < len(classes) <= MAX_CLASSES:
+            raise DatasetError(f"{p}: key 'classes' must be 1 to {MAX_CLASSES:,} names, got an array of "
+                               f"{classes.dtype} with shape {classes.shape}")
+        classes = [str(c) for c in classes.tolist()]
+        if len(set(classes)) != len(classes):
+            raise DatasetError(f"{p}: key 'classes' names a class twice")
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim == 3:
@@ -145,12 +160,15 @@ def _load_npz(path: str, **__) -> RawSplits:
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise DatasetError(f"{p}: x_train images {arrays['x_train'].shape[1:]} and x_test images "
                            f"{arrays['x_test'].shape[1:]} differ in shape")
-    n_classes = len(classes) if classes is not None else int(arrays["y_train"].max()) + 1
-    for split in ("train", "test"):
+    if not len(arrays["y_train"]):
+        raise DatasetError(f"{p}: key 'x_train' holds no images")
+    for split in ("train", "test"):  # checked before a name is made per label: 10**9 would not fit in memory
         y = arrays[f"y_{split}"]
-        if len(y) and (y.min() < 0 or y.max() >= n_classes):
-            raise DatasetError(f"{p}: key 'y_{split}' has labels in [{y.min()}, {y.max()}], "
-                               f"outside 0..{n_classes - 1} ({n_classes} classes)")
+        if len(y) and (y.min() < 0 or y.max() >= (len(classes) if classes is not None else MAX_CLASSES)):
+            bound = f"{len(classes) - 1} (the {len(classes)} classes named in 'classes')" if classes is not None \
+                else f"{MAX_CLASSES - 1:,} (at most {MAX_CLASSES:,} classes without a 'classes' key)"
+            raise DatasetError(f"{p}: key 'y_{split}' has labels in [{y.min()}, {y.max()}], outside 0..{bound}")
+    n_classes = len(classes) if classes is not None else int(arrays["y_train"].max()) + 1
     classes = classes or [str(i) for i in range(n_classes)]
     return RawSplits(arrays["x_train"], arrays["y_train"].astype(np.int64), arrays["x_test"],
                      arrays["y_test"].astype(np.int64), classes, flip=True)
@@ -164,10 +182,14 @@ def _read_folder(root: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray
 
     xs, ys, shapes = [], [], {}
     for ci, name in enumerate(classes):
-        files = sorted(f for f in (root / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(f for f in (root / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
         for f in files:
-            with Image.open(f) as im:
-                a = np.asarray(im.convert("L" if im.mode in ("L", "1", "I", "I;16") else "RGB"))
+            try:
+                with Image.open(f) as im:
+                    a = np.asarray(im.convert("L" if im.mode in ("L", "1", "I", "I;16") else "RGB"))
+            except (OSError, ValueError, Image.DecompressionBombError) as e:  # truncated, not an image, ...
+                raise DatasetError(f"{f} is not a readable image ({printable(str(e), 120)}); "
+                                   "remove or replace it") from None
             shapes.setdefault(a.shape, f)
             xs.append(a if a.ndim == 3 else a[..., None])
             ys.append(ci)
@@ -310,7 +332,7 @@ def load_dataset(
         names = [names[c] for c in classes]
     missing = sorted(set(range(len(names))) - set(np.unique(y_tr).tolist()))
     if missing:
-        raise DatasetError(f"{name}: classes {missing} have no training images")
+        raise DatasetError(f"{name}: classes {listed(map(str, missing))} have no training images")
 
     val_idx = _stratified_pick(y_tr, val_fraction, np.random.default_rng(seed))
     train_idx = np.setdiff1d(np.arange(len(y_tr)), val_idx)

@@ -34,15 +34,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from edgecond_device.locking import OutputLocked, exclusive
 from onnx import TensorProto, helper, numpy_helper
 
 from . import __version__
 from .containers import Container
-from .io import atomic_write, atomic_write_text, remove_stale_temporaries, resolve
+from .io import OutputError, atomic_write, atomic_write_text, remove_stale_temporaries, resolve
 from .quantise import int8_codes, pixel_levels, vector_like
 
 ONNX_FORMAT_VERSION = 2  # 2: a uint8 `pixels` output beside `images`; compact metadata
 FP32_ATOL = 1e-5
+OPSET_MIN = 18  # torch.onnx's dynamo exporter writes opset 18 and later
 
 
 class ExportError(RuntimeError):
@@ -361,8 +363,15 @@ def export_onnx(container: Container, meta: dict, out: str | os.PathLike, precis
     err_msg = _precision_error(precision)
     if err_msg:
         raise ValueError(err_msg)
+    if opset is not None and not OPSET_MIN <= opset <= onnx.defs.onnx_opset_version():
+        raise ValueError(f"opset {opset} is outside what the exporter writes ({OPSET_MIN} to "
+                         f"{onnx.defs.onnx_opset_version()}); leave --opset out for its default")
     traced = as_stored(container)
     model = _torch_export(traced, meta["mean"], meta["std"], opset)
+    wrote = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and wrote != opset:  # the exporter falls back silently
+        raise ValueError(f"the exporter cannot write opset {opset} (it wrote {wrote}); leave --opset out for "
+                         "its default")
     if precision == "fp16":
         to_fp16(model)
     elif precision == "int8":
@@ -379,27 +388,40 @@ def export_onnx(container: Container, meta: dict, out: str | os.PathLike, precis
         files[".ort"] = to_ort_format(files[".onnx"])
     exact = precision in ("fp32", container.precision)
     limit = atol if atol is not None else FP32_ATOL if exact else {"fp16": 5e-2, "int8": 5e-1}[precision]
-    errors = {ext: parity_error(container, data, precision) for ext, data in files.items()}
+    try:
+        errors = {ext: parity_error(container, data, precision) for ext, data in files.items()}
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for a model it cannot run
+        import onnxruntime
+
+        raise ExportError(f"onnxruntime {onnxruntime.__version__} cannot run the exported model "
+                          f"({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})"
+                          f"{'; try a lower --opset' if opset is not None else ''}; nothing written") from None
     for ext, err in errors.items():
         if not err <= limit:
             raise ExportError(f"onnxruntime ({ext}) differs from torch by {err:.3g} (> {limit:g}) for {precision}; "
                               "nothing written")
     out = Path(out)
-    remove_stale_temporaries(out.parent)  # an earlier export killed mid-write
     paths = {".onnx": out}
     if ort_format:
         paths[".ort"] = out.with_suffix(".ort")
-        ops = required_operators(files[".ort"], paths[".ort"].name)
-    for ext, data in files.items():
-        atomic_write(paths[ext], lambda tmp, data=data: Path(tmp).write_bytes(data))
-    if ort_format:
         paths[".config"] = out.with_suffix(".required_operators.config")
-        atomic_write_text(paths[".config"], ops)
+        ops = required_operators(files[".ort"], paths[".ort"].name)
+    try:
+        with exclusive(out, own_dir=False):  # one writer per model file
+            remove_stale_temporaries(out.parent)  # an earlier export killed mid-write
+            for ext, data in files.items():
+                atomic_write(paths[ext], lambda tmp, data=data: Path(tmp).write_bytes(data))
+            if ort_format:
+                atomic_write_text(paths[".config"], ops)
+    except (OutputLocked, OutputError):
+        raise
+    except OSError as e:  # the lock itself could not be made
+        raise OutputError(f"cannot write to {out.parent}: {e.strerror or e}") from None
     budget = meta["budget_bytes"]
     return {"path": str(out), "bytes": len(files[".onnx"]), "precision": precision,
             "max_abs_error": errors[".onnx"], "budget_bytes": budget, "stored_bytes": md["stored_bytes"],
             "instances_per_class": container.instances_per_class, "stored_values": container.stored_floats(),
-            "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
+            "opset": wrote,
             "files": {str(paths[ext]): {"bytes": len(data), "vs_budget": len(data) / budget,
                                         "max_abs_error": errors[ext]} for ext, data in files.items()},
             **({"required_operators": str(paths[".config"])} if ort_format else {})}

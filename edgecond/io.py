@@ -10,9 +10,11 @@ directory, then a rename.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import secrets
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -92,6 +94,19 @@ def _temporary(path: Path) -> str:
     raise OutputError(f"cannot create a temporary file beside {path}")
 
 
+def staging_dir(directory: Path) -> Path:
+    """A new empty folder inside `directory` named like atomic_write's temporaries, so a writer
+    killed before it moved its files out leaves something remove_stale_temporaries clears."""
+    for _ in range(100):
+        d = Path(directory) / f".staging.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            d.mkdir()
+            return d
+        except FileExistsError:
+            continue
+    raise OutputError(f"cannot create a staging folder in {directory}")
+
+
 def atomic_write(path: Path, write) -> None:
     """Call write(tmp_path), then atomically move tmp_path to path."""
     path = Path(path)
@@ -133,7 +148,10 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
         m = TEMPORARY.match(p.name)
         if m and int(m["pid"]) != os.getpid() and not _alive(int(m["pid"])):
             try:
-                p.unlink()
+                if p.is_dir() and not p.is_symlink():  # a staging folder (staging_dir)
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
                 removed.append(p)
             except OSError:
                 pass
@@ -195,22 +213,101 @@ def read_meta(path: str | os.PathLike) -> dict:
         raise ContainerFileError(f"{p} is not a safetensors file: {e}") from e
     if raw is None:
         raise ContainerFileError(f"{p} is a safetensors file without edgecond metadata")
-    meta = json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        raise ContainerFileError(f"{p} has unreadable edgecond metadata (not JSON)") from None
+    if not isinstance(meta, dict):
+        raise ContainerFileError(f"{p} has unreadable edgecond metadata (not a JSON object)")
+    if not _whole(meta.get("format_version", 0), 0):
+        raise ContainerFileError(f"{p}: metadata field 'format_version' is not an integer")
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise ContainerFileError(f"{p} has format version {meta['format_version']}; this edgecond "
                                  f"reads up to {FORMAT_VERSION}: upgrade edgecond")
     # files from before byte budgets: fp32 containers whose budget was float32 values
     meta.setdefault("precision", "fp32")
-    meta.setdefault("budget_bytes", 4 * meta["budget_floats"])
+    if _number(meta.get("budget_floats")):
+        meta.setdefault("budget_bytes", 4 * meta["budget_floats"])
+    why = _meta_problem(meta)
+    if why:
+        raise ContainerFileError(f"{p}: metadata field {why}; the file was damaged or edited")
     return meta
 
 
+def _number(v, low: float = 0.0) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > low
+
+
+def _whole(v, low: int = 1) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _meta_problem(meta: dict) -> str | None:
+    """What is wrong with a container's metadata record, or None: the checks a file from another
+    source must pass before anything is built from it."""
+    from .data import MAX_CLASSES
+    from .kinds import KINDS
+
+    classes, shape = meta.get("classes"), meta.get("image_shape")
+    if not isinstance(meta.get("kind"), str) or meta["kind"] not in KINDS:
+        return f"'kind' ({str(meta.get('kind'))[:40]!r}) is no registered container kind"
+    if not isinstance(meta.get("config"), dict):
+        return "'config' is not a JSON object"
+    if not isinstance(classes, list) or not 0 < len(classes) <= MAX_CLASSES or \
+            not all(isinstance(c, str) for c in classes):
+        return "'classes' is not a list of 1 to 100,000 names"
+    if not isinstance(shape, list) or len(shape) != 3 or not all(_whole(v) and v <= 65536 for v in shape):
+        return "'image_shape' is not three positive integers"
+    for key in ("mean", "std"):
+        v = meta.get(key)
+        if not isinstance(v, list) or len(v) != shape[0] or \
+                not all(_number(x, -math.inf if key == "mean" else 0.0) for x in v):
+            return f"{key!r} is not {shape[0]} finite numbers (one per channel{', positive' if key == 'std' else ''})"
+    if not _number(meta.get("budget_floats")) or not _whole(meta.get("budget_bytes")):
+        return "'budget_floats' or 'budget_bytes' is not a positive number"
+    if "budget_ipc" in meta and not _number(meta["budget_ipc"]):
+        return "'budget_ipc' is not a positive number"
+    if meta.get("precision") not in ("fp32", "fp16", "int8"):
+        return f"'precision' is {str(meta.get('precision'))[:20]!r}, not fp32, fp16 or int8"
+    k = meta.get("instances_per_class")
+    if k is not None and not _whole(k):
+        return "'instances_per_class' is not a positive integer"
+    order = meta.get("instance_order")
+    if order is not None and (not isinstance(order, list) or len(order) != len(classes) or
+                              not all(isinstance(o, list) and all(_whole(i, 0) for i in o) for o in order)):
+        return "'instance_order' is not a list of instance indices per class"
+    config = meta["config"]
+    if config.get("num_classes", len(classes)) != len(classes) or config.get("image_shape", shape) != shape:
+        return "'config' describes other classes or another image shape than the record"
+    return None
+
+
 def load_container(path: str | os.PathLike) -> tuple[Container, dict]:
+    """The container a file holds and its metadata. The metadata's structure is checked against
+    the file's tensors before anything is allocated (built on torch's meta device first), so an
+    edited file is one ContainerFileError, never a traceback or a huge allocation."""
     p = resolve(path)
     meta = read_meta(p)
-    container = build_from_file(meta["kind"], meta["config"])
+
+    def build():
+        try:
+            return build_from_file(meta["kind"], meta["config"])
+        except (TypeError, ValueError, KeyError) as e:  # an unknown kind or config key, a bad value
+            raise ContainerFileError(f"{p}: its metadata describes no container this edgecond can build "
+                                     f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); "
+                                     "the file was damaged, edited or written by another version") from None
+
+    with torch.device("meta"):
+        shapes = {k: tuple(t.shape) for k, t in build().state_dict().items()}
     with safe_open(str(p), framework="pt") as f:
+        stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        if stored != shapes:
+            differ = sorted(k for k in set(stored) | set(shapes) if stored.get(k) != shapes.get(k))
+            raise ContainerFileError(f"{p}: its metadata describes other tensors than it holds ({differ[0]}: "
+                                     f"{shapes.get(differ[0])} vs {stored.get(differ[0])}); the file was damaged "
+                                     "or edited")
         state = {k: f.get_tensor(k) for k in f.keys()}
+    container = build()
     container.load_state_dict(state)
     container.precision = meta["precision"]
     container.pixel_stats = (list(meta["mean"]), list(meta["std"]))

@@ -116,13 +116,18 @@ class Matcher:
         st = checkpoint.load(self.checkpoint_path, self.settings(), self.device) if self.out is not None else None
         if st is None:
             return False
-        self.container.load_state_dict(st["container"])
-        self.opt.load_state_dict(st["optimizer"])
-        self.sched.load_state_dict(st["scheduler"])
-        self.losses = [float(v) for v in st["losses"]]
-        self.seconds, self.start = float(st["seconds"]), int(st["outer"])
-        for t in self.terms:
-            t.load_state_dict(st)
+        try:
+            self.container.load_state_dict(st["container"])
+            self.opt.load_state_dict(st["optimizer"])
+            self.sched.load_state_dict(st["scheduler"])
+            self.losses = [float(v) for v in st["losses"]]
+            self.seconds, self.start = float(st["seconds"]), int(st["outer"])
+            for t in self.terms:
+                t.load_state_dict(st)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a tensor of another shape, a missing entry
+            raise checkpoint.CheckpointError(
+                f"{self.checkpoint_path} does not fit this run ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:160] if str(e) else ''}); delete it, or run without --resume") from None
         return True
 
     # -- pieces of an outer iteration -------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -11,13 +12,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from edgecond_device.names import printable  # noqa: E402
 
 from .io import atomic_write  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
     path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
+    with warnings.catch_warnings():  # a class name in a script the font lacks is drawn as boxes, not an error
+        warnings.filterwarnings("ignore", message="Glyph .* missing from")
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
     plt.close(fig)
     return path
 
@@ -41,7 +45,7 @@ def sample_grid(pixels: torch.Tensor, labels: torch.Tensor, class_names: list[st
                 ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap="gray" if im.shape[-1] == 1 else None,
                           vmin=0, vmax=1)
             if j == 0:
-                ax.set_ylabel(class_names[c], rotation=0, ha="right", va="center", fontsize=8)
+                ax.set_ylabel(printable(class_names[c], 24), rotation=0, ha="right", va="center", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
     return _save(fig, path)

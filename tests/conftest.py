@@ -26,3 +26,17 @@ def cifar_mini_path():
     if not CIFAR_MINI.is_file():
         pytest.skip("../shared/data/cifar10_mini.npz is not present (only in the project's workspace)")
     return CIFAR_MINI
+
+
+# Hypothesis: the default run keeps fuzzing to about a minute; HYPOTHESIS_PROFILE=slow runs 10x
+# the examples. No example database is written into the checkout (each run draws afresh).
+try:
+    from hypothesis import HealthCheck, settings
+
+    _common = dict(deadline=None, database=None, derandomize=False,
+                   suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    settings.register_profile("default", max_examples=60, **_common)
+    settings.register_profile("slow", max_examples=600, **_common)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+except ImportError:  # hypothesis is a [dev] extra; only the fuzz tests need it
+    pass

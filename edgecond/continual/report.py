@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from edgecond_device.locking import exclusive
 
 from ..data import Dataset
 from ..io import atomic_write_text, remove_stale_temporaries
@@ -39,7 +40,14 @@ def run_continual(data: Dataset, strategies: list[str], cfg: ContinualConfig, se
     `seed_dir` moves those per-seed files elsewhere (a benchmark keeps them with its results, so
     a run spread over several machines resumes from what was committed).
     results.json is rewritten after every strategy and keeps the other strategies it held; the
-    tables and the plot show `strategies`."""
+    tables and the plot show `strategies`. One process at a time writes `out` (a second one is
+    refused with the holder's pid: edgecond_device.locking)."""
+    with exclusive(out):
+        return _run_continual(data, strategies, cfg, seeds, Path(out), device, log, reuse, seed_dir)
+
+
+def _run_continual(data: Dataset, strategies: list[str], cfg: ContinualConfig, seeds: int, out: Path,
+                   device: str, log, reuse: bool, seed_dir: Path | None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     seed_dir = Path(seed_dir) if seed_dir is not None else out / "runs"
     seed_dir.mkdir(parents=True, exist_ok=True)

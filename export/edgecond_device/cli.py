@@ -13,6 +13,9 @@ import click
 import numpy as np
 
 from . import __version__
+from .errors import OneLineGroup
+from .locking import OutputLocked, exclusive
+from .names import safe_filename
 from .pngio import encode_png, grid
 from .runtime import PRECISIONS, ModelError, Regenerator
 
@@ -32,6 +35,41 @@ def _atomic_bytes(path: Path, data: bytes) -> None:
             tmp.unlink()
 
 
+def _write_exemplars(out: Path, fmt: str, r: Regenerator, pixels, images, labels) -> list[Path]:
+    """Write the exemplars and grid.png into `out`; on any failure remove what this call wrote
+    (and the folders it made), so a full disk leaves no partial set behind."""
+    files: list[Path] = []
+    made = [p for p in [out, *out.parents] if not p.exists()]
+    try:
+        if fmt == "npz":
+            buf = io.BytesIO()
+            np.savez(buf, pixels=pixels, images=images, labels=labels, classes=np.asarray(r.classes))
+            files.append(out / "exemplars.npz")
+            _atomic_bytes(files[-1], buf.getvalue())
+        else:
+            counters: dict[int, int] = {}
+            for px, y in zip(pixels, labels):
+                k = counters.get(int(y), 0)
+                counters[int(y)] = k + 1
+                folder = out / safe_filename(int(y), r.classes[int(y)])  # class names are data, never paths
+                if not folder.exists():
+                    made.append(folder)
+                files.append(folder / f"{k:05d}.png")
+                _atomic_bytes(files[-1], encode_png(px))
+        files.append(out / "grid.png")
+        _atomic_bytes(files[-1], encode_png(grid(pixels, labels, scale=max(1, 64 // r.image_shape[1]))))
+        return files
+    except BaseException:
+        for f in files:
+            f.unlink(missing_ok=True)
+        for d in sorted(made, key=lambda p: len(p.parts), reverse=True):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        raise
+
+
 def _open(model: str, threads: int = 1, providers: tuple[str, ...] = ()) -> Regenerator:
     try:
         return Regenerator(model, threads=threads, providers=list(providers) or None)
@@ -39,7 +77,7 @@ def _open(model: str, threads: int = 1, providers: tuple[str, ...] = ()) -> Rege
         raise click.ClickException(str(e)) from e
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgecond-device")
 def main():
     """Regenerate training images from an edgecond model (.onnx or .ort) with onnxruntime alone.
@@ -95,14 +133,16 @@ def info(model, providers, as_json):
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output directory.")
 @click.option("--format", "fmt", type=click.Choice(["npz", "png"]), default="npz", show_default=True,
               help="npz: exemplars.npz (uint8 pixels, float images, labels); png: one file per image + grid.png.")
-@click.option("--batch-size", type=int, default=1024, show_default=True)
-@click.option("--threads", type=int, default=1, show_default=True, help="onnxruntime intra-op threads.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="onnxruntime intra-op threads.")
 @provider_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout (what was written).")
 def regenerate(model, per_class, classes, out, fmt, batch_size, threads, providers, as_json):
     """Regenerate MODEL's images (the exemplars its container trains on) into OUT."""
     r = _open(model, threads, providers)
     wanted = None if classes is None else [c.strip() for c in classes.split(",") if c.strip()]
+    if wanted == []:
+        raise click.BadParameter("lists no class (leave --classes out for all of them)", param_hint="--classes")
     try:
         r.index_pairs(wanted, per_class)  # validate everything before writing anything
         pixels, labels = r.generate(wanted, per_class, batch_size=batch_size, output="pixels")  # from the graph
@@ -110,25 +150,17 @@ def regenerate(model, per_class, classes, out, fmt, batch_size, threads, provide
     except ModelError as e:
         raise click.ClickException(str(e)) from e
     out = Path(out)
-    names = np.asarray(r.classes)
-    files = []
-    if fmt == "npz":
-        buf = io.BytesIO()
-        np.savez(buf, pixels=pixels, images=images, labels=labels, classes=names)
-        files.append(out / "exemplars.npz")
-        _atomic_bytes(files[-1], buf.getvalue())
-    else:
-        counters: dict[int, int] = {}
-        for px, y in zip(pixels, labels):
-            k = counters.get(int(y), 0)
-            counters[int(y)] = k + 1
-            files.append(out / f"{int(y):03d}_{r.classes[int(y)]}" / f"{k:05d}.png")
-            _atomic_bytes(files[-1], encode_png(px))
-    _atomic_bytes(out / "grid.png", encode_png(grid(pixels, labels, scale=max(1, 64 // r.image_shape[1]))))
+    try:
+        with exclusive(out):  # one writer per output folder
+            files = _write_exemplars(out, fmt, r, pixels, images, labels)
+    except OutputLocked as e:
+        raise click.ClickException(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(f"cannot write to {out}: {e.strerror or e}; nothing was left there") from None
     n_classes = len(set(labels.tolist()))
     if as_json:
         click.echo(json.dumps({"out": str(out), "format": fmt, "images": len(labels), "classes": n_classes,
-                               "per_class": len(labels) // max(1, n_classes), "files": len(files),
+                               "per_class": len(labels) // max(1, n_classes), "files": len(files) - 1,
                                "grid": str(out / "grid.png"), "model": summary(r)}))
     click.echo(f"wrote {len(labels)} images ({n_classes} classes x {len(labels) // max(1, n_classes)}) to {out} "
                f"[{fmt}], grid: {out / 'grid.png'}", err=True)

@@ -19,6 +19,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from .names import listed, printable
+
 SUPPORTED_FORMAT = 2  # 1: images only; 2: + a uint8 `pixels` output
 OUTPUTS = ("images", "pixels")
 
@@ -55,6 +57,10 @@ def _session(path: Path, threads: int = 1, providers=None, session_options=None)
     # int8 models keep their weights behind DequantizeLinear: stop onnxruntime from fusing them into
     # integer kernels, which would not compute what the parity check measured (no effect on others)
     so.add_session_config_entry("session.disable_quant_qdq", "1")
+    missing = [pv for pv in providers or () if pv not in ort.get_available_providers()]
+    if missing:  # onnxruntime would fall back to the CPU with a warning a user may never see
+        raise ModelError(f"execution provider {printable(missing[0])!r} is not in this onnxruntime build; it has "
+                         f"{listed(ort.get_available_providers())}")
     try:
         return ort.InferenceSession(str(path), so, providers=list(providers or ["CPUExecutionProvider"]))
     except Exception as e:  # noqa: BLE001 - onnxruntime raises several types for bad files
@@ -72,6 +78,9 @@ def _metadata(sess, p: Path) -> dict:
         raise ModelError(f"{p} has unreadable edgecond metadata (not JSON)") from None
     if not isinstance(meta, dict):
         raise ModelError(f"{p} has unreadable edgecond metadata (not a JSON object)")
+    version = meta.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ModelError(f"{p}: metadata field 'format_version' is not an integer; the file was damaged or edited")
     if meta.get("format_version", 0) > SUPPORTED_FORMAT:
         raise ModelError(f"{p} has format version {meta['format_version']}; this edgecond-device reads up to "
                          f"{SUPPORTED_FORMAT}: upgrade edgecond-device")
@@ -90,8 +99,18 @@ def _metadata(sess, p: Path) -> dict:
         v = meta.get(key)
         if not isinstance(v, list) or len(v) != shape[0] or not all(isinstance(x, (int, float)) for x in v):
             raise bad(key, f"is not {shape[0]} numbers (one per channel)")
-    if meta.get("precision", "fp32") not in PRECISIONS:
-        raise bad("precision", f"is {meta.get('precision')!r}, not one of {', '.join(PRECISIONS)}")
+    if not isinstance(meta.get("precision", "fp32"), str) or meta.get("precision", "fp32") not in PRECISIONS:
+        raise bad("precision", f"is {printable(str(meta.get('precision')), 20)!r}, not one of {', '.join(PRECISIONS)}")
+    if not isinstance(meta.get("kind"), str):
+        raise bad("kind", "is not a name")
+    for key in ("stored_floats", "stored_bytes", "budget_bytes", "budget_floats"):
+        v = meta.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            if not (key == "budget_bytes" and isinstance(v, dict)):  # format 1 kept a dict per precision
+                raise bad(key, "is not a non-negative integer")
+    v = meta.get("budget_ipc")
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0):
+        raise bad("budget_ipc", "is not a positive number")
     return meta
 
 
@@ -220,7 +239,7 @@ class Regenerator:
         for c in classes:
             if isinstance(c, str) and not c.lstrip("-").isdigit():
                 if c not in self.classes:
-                    raise ModelError(f"class {c!r} is not in this model; it has {', '.join(self.classes)}")
+                    raise ModelError(f"class {printable(c)!r} is not in this model; it has {listed(self.classes)}")
                 out.append(self.classes.index(c))
                 continue
             if isinstance(c, bool) or not isinstance(c, (int, np.integer, str)):
@@ -229,6 +248,9 @@ class Regenerator:
             if not 0 <= i < self.num_classes:
                 raise ModelError(f"class {i} is not in this model (0..{self.num_classes - 1})")
             out.append(i)
+        twice = sorted({i for i in out if out.count(i) > 1})
+        if twice:
+            raise ModelError(f"classes lists class {twice[0]} ({printable(self.classes[twice[0]])!r}) more than once")
         return out
 
     def _per_class(self, per_class: int | None) -> int:
