@@ -45,6 +45,13 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "hmn-fp32": ("hmn", {}),
     "hmn-fp16": ("hmn", {"precision": "fp16"}),
     "hmn-int8": ("hmn", {"precision": "int8"}),
+    # instances decoupled from the matching batch (#33): the HMN paper's 278-ish instances per class,
+    # 128 of them matched per class step, every one visited evenly (match.instance_sampling=cycle)
+    "hmn-int8-i280-cycle": ("hmn", {"precision": "int8", "container.max_instances": 280,
+                                    "match.instance_sampling": "cycle"}),
+    # a smaller sampled batch: half the synthetic images per class step (benchmarks/speed.py: the
+    # synthetic forward and the double backward are ~3/4 of a step)
+    "hmn-int8-b64-cycle": ("hmn", {"precision": "int8", "match.syn_batch": 64, "match.instance_sampling": "cycle"}),
 }
 
 
@@ -111,7 +118,8 @@ def equal_budget_rows(name: str, args, ipcs: dict, methods: list[str], order, ro
                 cont, _ = load_container(rep["dir"])
                 x, y = cont.images()  # as the container generates them: from its values as stored
                 ev = evaluate_images(x, y, data, cfg, seeds=args.seeds, progress=False)
-                mine[key] = {"dataset": key[0], "ipc": ipc, "method": method, **ev, **row(rep, ev)}
+                mine[key] = {"dataset": key[0], "ipc": ipc, "method": method, **ev, **row(rep, ev),
+                             "provenance": {**provenance(ev, args.threads), "condense_seconds": rep["condense_seconds"]}}
                 print(*key, fmt(ev["accuracy_mean"], ev["accuracy_std"]), f"{rep['condense_seconds']:.0f}s", flush=True)
                 write(name, {"seeds": args.seeds, "eval": cfg.__dict__, "rows": rows()}, "(partial)")
     return rows()
@@ -133,6 +141,49 @@ def machine() -> dict:
 
 def command() -> str:
     return "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
+
+
+def commit() -> str:
+    """The checkout's commit, '+changes' when tracked files differ from it; 'unknown' outside git."""
+    def git(*a):
+        return subprocess.run(["git", *a], capture_output=True, text=True, cwd=RESULTS.parent).stdout.strip()
+    try:
+        head = git("rev-parse", "--short=12", "HEAD")
+        return (head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")) or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def provenance(ev: dict, threads: int, device: str = "cpu") -> dict:
+    """What a results row needs to be traced and rerun: its own command, commit, date, versions,
+    thread count, device, seeds and per-seed values (a results file's header names only its
+    last invocation)."""
+    import onnxruntime
+
+    return {"command": command(), "commit": commit(), "date": _dt.datetime.now().isoformat(timespec="seconds"),
+            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "threads": threads,
+            "device": device, "machine": f"{os.cpu_count()}-core {platform.processor() or platform.machine()}",
+            "seeds": ev["seeds"], "per_seed": ev["accuracies"]}
+
+
+def welch(a: list[float], b: list[float]) -> dict:
+    """a vs b over seeds: the difference of means, each side's sample standard deviation (n - 1),
+    and Welch's t-test (unequal variances; two-sided p). The one function verdicts come from."""
+    import numpy as np
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    t = stats.ttest_ind(a, b, equal_var=False)
+    return {"diff": float(a.mean() - b.mean()), "sd_a": float(a.std(ddof=1)), "sd_b": float(b.std(ddof=1)),
+            "n_a": len(a), "n_b": len(b), "t": float(t.statistic), "p": float(t.pvalue)}
+
+
+def verdict(a: list[float], b: list[float], alpha: float = 0.05) -> str:
+    """'beats', 'loses to' or 'ties' (no difference Welch's test can tell at `alpha`)."""
+    w = welch(a, b)
+    if not w["p"] < alpha:
+        return "ties"
+    return "beats" if w["diff"] > 0 else "loses to"
 
 
 def dataset_names(names: list[str]) -> list[str]:

@@ -50,6 +50,20 @@ data_options = [
 ]
 
 
+def _device(ctx, param, value):
+    from .resources import resolve_device
+
+    try:
+        return resolve_device(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                             show_default=True, callback=_device,
+                             help="Where torch computes: auto is CUDA when torch sees a GPU, else the CPU.")
+
+
 def with_data_options(f):
     for opt in reversed(data_options):
         f = opt(f)
@@ -216,7 +230,7 @@ resolved for your options, docs/architecture.md says what each section does. E.g
               help="Run directory: container.safetensors, config.json, report.json, samples.png, checkpoint.pt.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt if present.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's report as one JSON object on stdout.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@device_option
 @with_data_options
 def condense(dataset, classes, ipc, budget, kind, precision, preset, seed, config_file, assignments, out, resume,
              as_json, device, data_root, download, threads):
@@ -303,7 +317,7 @@ def config_cmd(dataset, classes, ipc, budget, kind, precision, preset, seed, con
               help="Evaluate each prefix size, e.g. 1,2,5 ('all': every size up to N, log-spaced when N is large); "
                    "adds `subsets` to the output and writes subsets.png beside the container.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@device_option
 @with_data_options
 def evaluate(container, dataset, classes, seeds, preset, steps, full, per_class, subsets, as_json, device,
              data_root, download, threads):
@@ -455,7 +469,7 @@ def export(container, onnx_path, precision, opset, ort_format, as_json):
               help="Keep what OUT already holds for these settings: finished strategies and seeds, and the "
                    "HMN condensations' checkpoints.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@device_option
 @with_data_options
 def continual(dataset, experiences, strategies, budget_ipc, device_budget, epochs, normalise, seeds, preset, out,
               assignments, loggers, resume, as_json, device, data_root, download, threads):

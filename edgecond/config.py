@@ -57,6 +57,8 @@ class MatchConfig:
     net_steps: int = 30             # real-data SGD steps of the network after each inner iteration
     real_batch: int = 64            # real images per class step
     syn_batch: int = 128            # at most this many container images per class step
+    instance_sampling: str = "random"  # random: a fresh draw each step | cycle: each outer iteration walks a
+    #                                    permutation of the class's instances, syn_batch at a time (even visits)
     net_width: int = 128
     net_lr: float = 0.01
     optimizer: str = "adam"         # adam | sgd
@@ -134,7 +136,7 @@ class CondenseConfig:
 PRESETS = ("quick", "paper")
 CHOICES = {"match.optimizer": ("adam", "sgd"), "match.distance": ("mse", "l1"),
            "match.update_mode": ("sequential", "summed"), "prune.method": ("none", "double-end", "easy", "random"),
-           "prefix_order": ("none", "herding"), "preset": PRESETS, "precision": ("fp32", "fp16", "int8")}
+           "prefix_order": ("none", "herding"), "match.instance_sampling": ("random", "cycle"), "preset": PRESETS, "precision": ("fp32", "fp16", "int8")}
 MDC_INTERVAL_SHARE = 0.05  # MDC: Delta t = 100 of 2000 outer iterations
 
 # How a result is judged, per preset. quick: 1000 SGD steps (a digits seed in ~15 s on a CPU);

@@ -29,6 +29,12 @@ from .augment import Augment
 from .containers import Container
 
 
+def phase(name: str):
+    """A named region of a class step, for torch.profiler (benchmarks/speed.py reads them);
+    costs next to nothing when no profiler runs."""
+    return torch.profiler.record_function(f"edgecond.{name}")
+
+
 def gradient_distance(g_syn: list[torch.Tensor], g_real: list[torch.Tensor], kind: str) -> torch.Tensor:
     if kind == "mse":
         return sum(((a - b) ** 2).sum() for a, b in zip(g_syn, g_real))
@@ -46,15 +52,20 @@ def class_step_loss(container: Container, net, real: torch.Tensor, c: int, syn_i
     own=True: the loss trains only the images' own parameters (Container.generate_own).
     """
     cls = torch.full((len(syn_idx),), c, dtype=torch.long, device=syn_idx.device)
-    syn = container.generate_own(cls, syn_idx) if own else container.generate(cls, syn_idx)
-    both = aug(torch.cat([real, syn]), generator=gen, shared=True)
+    with phase("generate"):
+        syn = container.generate_own(cls, syn_idx) if own else container.generate(cls, syn_idx)
+    with phase("augment"):
+        both = aug(torch.cat([real, syn]), generator=gen, shared=True)
     xr, xs = both[:len(real)], both[len(real):]
     params = net.conv_weights()
     yr = torch.full((len(xr),), c, dtype=torch.long, device=xr.device)
-    fr, fs = net.embed(xr), net.embed(xs)
-    g_real = torch.autograd.grad(F.cross_entropy(net.classifier(fr), yr), params, retain_graph=features > 0)
-    g_real = [g.detach() for g in g_real]
-    g_syn = torch.autograd.grad(F.cross_entropy(net.classifier(fs), cls), params, create_graph=True)
+    with phase("real gradients"):
+        fr = net.embed(xr)
+        g_real = torch.autograd.grad(F.cross_entropy(net.classifier(fr), yr), params, retain_graph=features > 0)
+        g_real = [g.detach() for g in g_real]
+    with phase("synthetic gradients"):
+        fs = net.embed(xs)
+        g_syn = torch.autograd.grad(F.cross_entropy(net.classifier(fs), cls), params, create_graph=True)
     loss = gradient_distance(g_syn, g_real, distance)
     if features:
         return loss, fr.detach(), fs[:features].detach()

@@ -36,7 +36,7 @@ from .containers import Container
 from .contrast import HabaContrast
 from .data import Dataset
 from .kinds import Kind, default_param_groups, get
-from .losses import ClassStep, LossTerm, class_step_loss
+from .losses import ClassStep, LossTerm, class_step_loss, phase
 from .models import build_convnet
 from .multisize import SubsetLoss
 from .progress import Progress
@@ -85,6 +85,7 @@ class Matcher:
         self.owned = dist.owned_classes(data.num_classes)
         self.terms = loss_terms(container, data, cfg, device)
         self.start, self.losses, self.seconds = 0, [], 0.0
+        self._at = (0, 0)  # (outer, inner) iteration the loop is in: instance_sampling=cycle reads it
         # each rank keeps the real data of its own classes only
         self.by_class = {c: data.class_images(c).to(device) for c in self.owned}
         lo = (0 - torch.tensor(data.mean)) / torch.tensor(data.std)
@@ -140,7 +141,12 @@ class Matcher:
         net = build_convnet(self.data.image_shape, self.data.num_classes, width=self.m.net_width).to(self.device)
         return net, torch.optim.SGD(net.parameters(), lr=self.m.net_lr, momentum=0.9, weight_decay=5e-4)
 
-    def _syn_indices(self, gen: torch.Generator) -> torch.Tensor:
+    def _syn_indices(self, c: int, gen: torch.Generator) -> torch.Tensor:
+        """The class step's container images: all of them when they fit the batch, else an add-on
+        term's choice, else `syn_batch` of them -- drawn afresh (`random`), or (`cycle`) the next
+        `syn_batch` of a permutation drawn per (seed, outer iteration, class), so that within an
+        outer iteration every instance is matched as often as any other, however many the budget
+        holds. Both depend on the step alone, so a resumed run draws the same."""
         k, b = self.container.instances_per_class, self.m.syn_batch
         if k <= b:
             return torch.arange(k, device=self.device)
@@ -148,6 +154,10 @@ class Matcher:
             idx = t.syn_indices(k, b, gen)
             if idx is not None:
                 return idx.to(self.device)
+        if self.m.instance_sampling == "cycle":
+            outer, inner = self._at
+            perm = torch.randperm(k, generator=dist.generator(self.seed, outer, "instances", c))
+            return perm[(inner * b + torch.arange(b)) % k].to(self.device)
         return torch.randperm(k, generator=gen)[:b].to(self.device)
 
     def _real_batch(self, c: int, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -157,7 +167,7 @@ class Matcher:
     def _class_losses(self, net, c: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(base matching loss, loss to back-propagate) of class c with every add-on term."""
         real = self._real_batch(c, self.m.real_batch, gen)
-        syn_idx = self._syn_indices(gen)
+        syn_idx = self._syn_indices(c, gen)
         before = [t.before_class(c, gen) for t in self.terms]
         step = ClassStep(self.container, net, real, c, gen, self.aug, self.m.distance)
         features = max((t.features for t in self.terms), default=0)
@@ -174,6 +184,17 @@ class Matcher:
             total = total + extra if isinstance(extra, torch.Tensor) else total
         return step.loss, total
 
+    def class_step(self, net, c: int, gen: torch.Generator) -> float:
+        """One sequential class step: the loss of class c, its backward pass, an optimiser step;
+        returns the base matching loss."""
+        loss, step_loss = self._class_losses(net, c, gen)
+        self.opt.zero_grad(set_to_none=True)
+        with phase("matching backward"):
+            step_loss.backward()
+        with phase("optimiser"):
+            self._apply_step()
+        return loss.item()
+
     def _apply_step(self) -> None:
         """Optimiser step on accumulated gradients; the frozen prefix (add-on terms) stays as it was."""
         frozen = max((t.frozen_prefix() for t in self.terms), default=0)
@@ -183,6 +204,7 @@ class Matcher:
             for p, sl, value in saved:
                 p.data[:, sl] = value
 
+    @phase("network steps")
     def _train_net(self, net, net_opt, gen: torch.Generator) -> None:
         x, y = self.data.x_train, self.data.y_train
         for _ in range(self.m.net_steps):
@@ -221,14 +243,11 @@ class Matcher:
         gen = self._generator(outer)
         net, net_opt = self._network()
         total, count = 0.0, 0
-        for _ in range(self.m.inner):
+        for inner in range(self.m.inner):
+            self._at = (outer, inner)
             net.train()
             for c in range(self.data.num_classes):
-                loss, step_loss = self._class_losses(net, c, gen)
-                self.opt.zero_grad(set_to_none=True)
-                step_loss.backward()
-                self._apply_step()
-                total, count = total + loss.item(), count + 1
+                total, count = total + self.class_step(net, c, gen), count + 1
             for t in self.terms:
                 t.after_inner(gen)
             self._train_net(net, net_opt, gen)
@@ -241,6 +260,7 @@ class Matcher:
         params = [p for p in self.container.parameters() if p.requires_grad]
         stats = torch.zeros(2, dtype=torch.float64)  # loss sum, class steps
         for inner in range(self.m.inner):
+            self._at = (outer, inner)
             net.train()
             self.opt.zero_grad(set_to_none=True)
             for c in self.owned:

@@ -1,4 +1,5 @@
-"""What a process costs: peak resident memory (reported by condense and the benchmarks)."""
+"""What a process runs on and costs: the torch device (`--device auto`) and peak resident memory
+(reported by condense and the benchmarks)."""
 
 from __future__ import annotations
 
@@ -16,3 +17,21 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str) -> str:
+    """`auto`: CUDA when torch sees a GPU, else the CPU -- so a workstation's GPU is used without a
+    flag; `cuda` without one is refused in one line rather than failing inside torch."""
+    import torch
+
+    if name not in DEVICES:
+        raise ValueError(f"unknown device {name!r}; choose {', '.join(DEVICES)}")
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA device here (this torch build or machine has none); "
+                         "use --device cpu or auto")
+    return name

@@ -50,3 +50,26 @@ def test_random_coreset_learns_digits(digits):
     x, y = res.container.images()
     ev = evaluate_images(x, y, digits, EvalConfig(steps=300), seeds=1, progress=False)
     assert ev["accuracy_mean"] > 0.7
+
+
+def test_training_is_bit_deterministic_for_a_seed_and_thread_count(digits):
+    """The evaluation protocol's network is the same bit for bit when trained again with the same
+    images, seed and thread count (published accuracies rest on this; across thread counts
+    oneDNN's reductions may order sums differently -- benchmarks record the count per row)."""
+    import torch
+
+    from edgecond.config import eval_config
+    from edgecond.evaluation import train_classifier
+
+    x, y = digits.x_train[:200], digits.y_train[:200]
+    cfg = eval_config("quick", steps=30, width=16)
+    before = torch.get_num_threads()
+    try:
+        for threads in sorted({1, before}):
+            torch.set_num_threads(threads)
+            a, b = (train_classifier(x, y, digits.image_shape, 10, cfg, seed=3, flip=False, progress=False)
+                    for _ in range(2))
+            for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+                assert torch.equal(p, q), (threads, name)
+    finally:
+        torch.set_num_threads(before)
