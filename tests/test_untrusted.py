@@ -228,3 +228,25 @@ def test_every_numeric_setting_has_a_range_and_every_sequence_a_length():
             continue
         assert (key in BOUNDS) == (numeric and bool not in args), key
     assert set(SEQUENCES) <= set(LEAVES) and set(BOUNDS) <= set(LEAVES)
+
+
+@pytest.mark.parametrize("command", ["export", "regenerate"])
+def test_a_full_disk_during_export_or_regenerate_is_one_line_and_leaves_nothing(tmp_path, command):
+    r = CliRunner()
+    run, model = tmp_path / "run", tmp_path / "m.onnx"
+    assert r.invoke(main, ["condense", "--ipc", "10", "--container", "random", "--out", str(run)]).exit_code == 0
+    assert r.invoke(main, ["export", str(run), "--onnx", str(model)]).exit_code == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ({"export": [sys.executable, "-m", "edgecond.cli", "export", str(run), "--onnx", str(out / "m.onnx")],
+             "regenerate": [sys.executable, "-m", "edgecond_device.cli", "regenerate", str(model), "--format", "png",
+                            "--out", str(out)]})[command]
+
+    def small_disk():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))  # the first bytes fit, the rest do not
+
+    res = subprocess.run(args, capture_output=True, text=True, preexec_fn=small_disk)
+    errors = [line for line in res.stderr.splitlines() if line.startswith("Error")]
+    assert res.returncode != 0 and len(errors) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "internal error" not in errors[0]
+    assert list(out.iterdir()) == []  # no partial model, image or lock left
