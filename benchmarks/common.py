@@ -52,6 +52,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     # a smaller sampled batch: half the synthetic images per class step (benchmarks/speed.py: the
     # synthetic forward and the double backward are ~3/4 of a step)
     "hmn-int8-b64-cycle": ("hmn", {"precision": "int8", "match.syn_batch": 64, "match.instance_sampling": "cycle"}),
+    # ... and 12 outer iterations instead of 20: a point aimed at 10 CPU-minutes at 1 IPC
+    "hmn-int8-b64-o12-cycle": ("hmn", {"precision": "int8", "match.syn_batch": 64, "match.outer": 12,
+                                       "match.instance_sampling": "cycle"}),
 }
 
 
@@ -154,6 +157,18 @@ def commit() -> str:
         return "unknown"
 
 
+def cpu_model() -> str:
+    """The CPU's model name and the instruction set torch's kernels dispatch on (AVX2, AVX512, ...):
+    the same container, seed and thread count evaluate differently on another ISA."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()}"
+
+
 def provenance(ev: dict, threads: int, device: str = "cpu") -> dict:
     """What a results row needs to be traced and rerun: its own command, commit, date, versions,
     thread count, device, seeds and per-seed values (a results file's header names only its
@@ -162,7 +177,7 @@ def provenance(ev: dict, threads: int, device: str = "cpu") -> dict:
 
     return {"command": command(), "commit": commit(), "date": _dt.datetime.now().isoformat(timespec="seconds"),
             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "threads": threads,
-            "device": device, "machine": f"{os.cpu_count()}-core {platform.processor() or platform.machine()}",
+            "device": device, "machine": f"{os.cpu_count()}-core {cpu_model()}",
             "seeds": ev["seeds"], "per_seed": ev["accuracies"]}
 
 

@@ -221,6 +221,8 @@ resolved for your options, docs/architecture.md says what each section does. E.g
   --set match.multisize=false          no MDC subset loss (on by default for hmn)
   --set prefix_order=none              keep the condensation's instance order
   --set match.outer=5 --set match.inner=4 --set container.decoder=64x32
+  --set container.max_instances=280 --set match.instance_sampling=cycle
+                                       more instances than a step matches, visited evenly
 """
 
 
