@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from edgecond_device.records import parse_record
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -213,14 +214,9 @@ def read_meta(path: str | os.PathLike) -> dict:
         raise ContainerFileError(f"{p} is not a safetensors file: {e}") from e
     if raw is None:
         raise ContainerFileError(f"{p} is a safetensors file without edgecond metadata")
-    try:
-        meta = json.loads(raw)
-    except ValueError:
-        raise ContainerFileError(f"{p} has unreadable edgecond metadata (not JSON)") from None
-    if not isinstance(meta, dict):
-        raise ContainerFileError(f"{p} has unreadable edgecond metadata (not a JSON object)")
-    if not _whole(meta.get("format_version", 0), 0):
-        raise ContainerFileError(f"{p}: metadata field 'format_version' is not an integer")
+    meta, why = parse_record(raw)
+    if why:
+        raise ContainerFileError(f"{p} has {why}")
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise ContainerFileError(f"{p} has format version {meta['format_version']}; this edgecond "
                                  f"reads up to {FORMAT_VERSION}: upgrade edgecond")

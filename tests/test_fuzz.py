@@ -3,7 +3,7 @@ config tree, generated npz datasets, and edited metadata of containers and ONNX 
 
 The property, for every example: the command exits 0 with a valid result, or exits != 0 with
 one line on stderr that names the problem (no traceback, no "internal error"), and nothing
-outside its output changed. The default run keeps to about a minute; `HYPOTHESIS_PROFILE=slow`
+outside its output changed. The default run (derandomized) takes seconds; `HYPOTHESIS_PROFILE=slow`
 runs ten times the examples (profiles in conftest.py)."""
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ streams in batches (`iter_batches`) so memory stays bounded by the batch size.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -20,6 +19,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .names import listed, printable
+from .records import parse_record
 
 SUPPORTED_FORMAT = 2  # 1: images only; 2: + a uint8 `pixels` output
 OUTPUTS = ("images", "pixels")
@@ -72,15 +72,9 @@ def _metadata(sess, p: Path) -> dict:
     raw = sess.get_modelmeta().custom_metadata_map.get("edgecond")
     if raw is None:
         raise ModelError(f"{p} is an ONNX model without edgecond metadata (export it with `edgecond export`)")
-    try:
-        meta = json.loads(raw)
-    except ValueError:
-        raise ModelError(f"{p} has unreadable edgecond metadata (not JSON)") from None
-    if not isinstance(meta, dict):
-        raise ModelError(f"{p} has unreadable edgecond metadata (not a JSON object)")
-    version = meta.get("format_version", 0)
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise ModelError(f"{p}: metadata field 'format_version' is not an integer; the file was damaged or edited")
+    meta, why = parse_record(raw)
+    if why:
+        raise ModelError(f"{p} has {why}")
     if meta.get("format_version", 0) > SUPPORTED_FORMAT:
         raise ModelError(f"{p} has format version {meta['format_version']}; this edgecond-device reads up to "
                          f"{SUPPORTED_FORMAT}: upgrade edgecond-device")
