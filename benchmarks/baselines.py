@@ -31,20 +31,21 @@ def main() -> None:
                 x, y = res.container.images()
                 ev = evaluate_images(x, y, data, cfg, seeds=args.seeds, progress=False)
                 rows.append({"dataset": short(name), "ipc": ipc, "method": kind, **ev})
-                print(rows[-1]["dataset"], ipc, kind, fmt(ev["accuracy_mean"], ev["accuracy_std"]), flush=True)
+                print(rows[-1]["dataset"], ipc, kind, fmt(ev["accuracies"]), flush=True)
                 write("baselines", {"seeds": args.seeds, "eval": cfg.__dict__, "rows": rows, "partial": True},
-                      table(rows) + "\n\n(partial: the run was still going)")
+                      table({"rows": rows}) + "\n\n(partial: the run was still going)")
         ev = evaluate_images(data.x_train, data.y_train, data, cfg, seeds=args.seeds, progress=False)
         rows.append({"dataset": short(name), "ipc": "full", "method": "full train split", **ev})
-        print(short(name), "full", fmt(ev["accuracy_mean"], ev["accuracy_std"]), flush=True)
+        print(short(name), "full", fmt(ev["accuracies"]), flush=True)
 
-    write("baselines", {"seeds": args.seeds, "eval": cfg.__dict__, "rows": rows}, table(rows))
+    write("baselines", {"seeds": args.seeds, "eval": cfg.__dict__, "rows": rows}, table({"rows": rows}))
 
 
-def table(rows: list[dict]) -> str:
+def table(payload: dict) -> str:
+    rows = payload["rows"]
     out = "| dataset | IPC | method | test accuracy (%) | seeds |\n|---|---|---|---|---|\n"
     return out + "\n".join(f"| {r['dataset']} | {r['ipc']} | {r['method']} | "
-                            f"{fmt(r['accuracy_mean'], r['accuracy_std'])} | {len(r['accuracies'])} |" for r in rows)
+                            f"{fmt(r['accuracies'])} | {len(r['accuracies'])} |" for r in rows)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ Rows are cached in results/bytes.json and skipped on a rerun (--fresh redoes the
 
 from __future__ import annotations
 
-from common import RESULTS, equal_budget_parser, equal_budget_rows, fmt, parse, verdict, welch, write
+from common import RESULTS, equal_budget_parser, equal_budget_rows, fmt, parse, verdict_table, write
 from edgecond.config import eval_config
 from edgecond.plots import bar_plot
 
@@ -30,29 +30,14 @@ def order(key):
     return (dataset != "digits", dataset, ipc, METHODS.index(method) if method in METHODS else 99, method)
 
 
+def best_hmn(at: dict) -> dict | None:
+    """The best HMN precision of one budget's rows (method -> row)."""
+    hmns = [r for m, r in at.items() if m.startswith("hmn-")]
+    return max(hmns, key=lambda r: r["accuracy_mean"]) if hmns else None
+
+
 def verdicts(rows: list[dict]) -> str:
-    """At each budget, the best HMN precision against each uint8 real-image baseline and 8-bit
-    synthetic pixels: the margin, the sample standard deviations (n - 1) and Welch's test over the
-    evaluation seeds (common.welch, common.verdict)."""
-    out = []
-    for dataset, ipc in dict.fromkeys((r["dataset"], r["ipc"]) for r in rows):
-        at = {r["method"]: r for r in rows if (r["dataset"], r["ipc"]) == (dataset, ipc)}
-        hmns = [r for m, r in at.items() if m.startswith("hmn-")]
-        if not hmns:
-            continue
-        best = max(hmns, key=lambda r: r["accuracy_mean"])
-        for base in ("random-u8", "herding-u8", "pixel-u8"):
-            if base in at:
-                b = at[base]
-                w = welch(best["accuracies"], b["accuracies"])
-                out.append(f"| {dataset} | {ipc} IPC | {best['method']} | {base} | {100 * w['diff']:+.1f} | "
-                           f"{100 * w['sd_a']:.1f} (n={w['n_a']}), {100 * w['sd_b']:.1f} (n={w['n_b']}) | "
-                           f"{w['p']:.3f} | {verdict(best['accuracies'], b['accuracies'])} |")
-    head = ("\n\nBest HMN precision against the 8-bit baselines (margin in points; sample standard deviations; "
-            "Welch's t-test, two-sided, verdict at p < 0.05):\n\n"
-            "| dataset | budget | best HMN | baseline | margin | sample sd (n) | p | verdict |\n"
-            "|---|---|---|---|---|---|---|---|\n")
-    return head + "\n".join(out) if out else ""
+    return verdict_table(rows, best_hmn, ("random-u8", "herding-u8", "pixel-u8"), "Best HMN precision against the 8-bit baselines")
 
 
 def plot(rows: list[dict]) -> None:
@@ -71,18 +56,22 @@ def main() -> None:
         "stored_values": rep["stored_floats"], "stored_bytes": rep["stored_bytes"],
         "budget_bytes": rep["budget_bytes"], "parts_bytes": rep["parts_bytes"],
         "condense_seconds": rep["condense_seconds"]})
-    table = ("| dataset | budget | method | precision | images/class | stored values | stored / budget bytes | "
-             "test accuracy (%) | seeds | condense time (s) |\n|---|---|---|---|---|---|---|---|---|---|\n")
-    table += "\n".join(
+    plot(rows)
+    payload = {"seeds": args.seeds, "eval": eval_config("quick").__dict__, "rows": rows}
+    write("bytes", payload, table(payload) + "\n\n![accuracy at equal bytes](bytes.png)")
+
+
+def table(payload: dict) -> str:
+    """results/bytes.md: every row, then the verdicts (benchmarks/tables.py renders it from the json)."""
+    rows = payload["rows"]
+    out = ("| dataset | budget | method | precision | images/class | stored values | stored / budget bytes | "
+           "test accuracy (%) | seeds | condense time (s) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    out += "\n".join(
         f"| {r['dataset']} | {r['ipc']} IPC | {r['method']} | {r['precision']} | {r['images_per_class']} | "
         f"{r['stored_values']:,} | {r['stored_bytes']:,} / {r['budget_bytes']:,} | "
-        f"{fmt(r['accuracy_mean'], r['accuracy_std'])} | {len(r['seeds'])} | {r['condense_seconds']:.0f} |"
-        for r in rows)
-    table += ("\n\n± is the standard deviation over the evaluation seeds as np.std gives it (population, n in "
-              "the seeds column); the verdicts below use sample standard deviations.")
-    table += verdicts(rows) + "\n\n![accuracy at equal bytes](bytes.png)"
-    plot(rows)
-    write("bytes", {"seeds": args.seeds, "eval": eval_config("quick").__dict__, "rows": rows}, table)
+        f"{fmt(r['accuracies'])} | {len(r['seeds'])} | {r['condense_seconds']:.0f} |" for r in rows)
+    out += "\n\n± is the sample standard deviation over the evaluation seeds (n in the seeds column)."
+    return out + verdicts(rows)
 
 
 if __name__ == "__main__":

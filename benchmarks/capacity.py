@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from common import RESULTS, cached_rows, fmt, parse, parser, short, write
+from common import RESULTS, cached_rows, fmt, fmt_population, parse, parser, short, write
 from edgecond.budget import solve_hmn
 from edgecond.containers.hmn import HMN
 from edgecond.data import load_dataset
@@ -66,13 +66,21 @@ def run_config(data, ipc: float, config: str, seeds: int) -> dict:
                    mse=fit["mse_last"], fit_seconds=fit["seconds"])
     t0 = time.time()
     res = evaluate_images(x, y, data, eval_config("quick"), seeds=seeds, progress=False)
-    row.update(accuracy_mean=res["accuracy_mean"], accuracy_std=res["accuracy_std"], seeds=res["seeds"],
+    row.update(accuracy_mean=res["accuracy_mean"], accuracy_std=res["accuracy_std"], accuracies=res["accuracies"],
+               seeds=res["seeds"],
                budget_floats=int(ipc * data.num_classes * torch.Size(data.image_shape).numel()),
                eval_seconds=round(time.time() - t0, 1))
     return row
 
 
-def table(rows: list[dict]) -> str:
+def accuracy(r: dict) -> str:
+    if "accuracies" in r:
+        return fmt(r["accuracies"])
+    return fmt_population(r["accuracy_mean"], r["accuracy_std"], len(r["seeds"]))  # rows before 2026-12-06
+
+
+def table(payload: dict) -> str:
+    rows = payload["rows"]
     lines = ["| dataset | IPC | config (decoder widths : warm-start steps) | images/class | instance channels "
              "| decoder / stored floats | reconstruction MSE | test accuracy (%) | seeds |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -80,7 +88,7 @@ def table(rows: list[dict]) -> str:
         floats = "real images" if r["stored_floats"] is None else f"{r['decoder_floats']:,} / {r['stored_floats']:,}"
         lines.append(f"| {r['dataset']} | {r['ipc']:g} | {r['config']} | {r['images_per_class']} "
                      f"| {r.get('instance_channels', '')} | {floats} | {r['mse']:.3f} "
-                     f"| {fmt(r['accuracy_mean'], r['accuracy_std'])} | {len(r['seeds'])} |")
+                     f"| {accuracy(r)} | {len(r['seeds'])} |")
     return "\n".join(lines)
 
 
@@ -101,7 +109,7 @@ def main() -> None:
                 rows[key] = run_config(data, ipc, config, args.seeds)
                 print(json.dumps(rows[key]), flush=True)
                 ordered = [rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1]))]
-                write("capacity", {"rows": ordered}, table(ordered))
+                write("capacity", {"rows": ordered}, table({"rows": ordered}))
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ def equal_budget_rows(name: str, args, ipcs: dict, methods: list[str], order, ro
                 ev = evaluate_images(x, y, data, cfg, seeds=args.seeds, progress=False)
                 mine[key] = {"dataset": key[0], "ipc": ipc, "method": method, **ev, **row(rep, ev),
                              "provenance": {**provenance(ev, args.threads), "condense_seconds": rep["condense_seconds"]}}
-                print(*key, fmt(ev["accuracy_mean"], ev["accuracy_std"]), f"{rep['condense_seconds']:.0f}s", flush=True)
+                print(*key, fmt(ev["accuracies"]), f"{rep['condense_seconds']:.0f}s", flush=True)
                 write(name, {"seeds": args.seeds, "eval": cfg.__dict__, "rows": rows()}, "(partial)")
     return rows()
 
@@ -169,16 +169,20 @@ def cpu_model() -> str:
     return f"{name}, {torch.backends.cpu.get_cpu_capability()}"
 
 
-def provenance(ev: dict, threads: int, device: str = "cpu") -> dict:
+def provenance(ev: dict | None = None, threads: int | None = None, device: str = "cpu") -> dict:
     """What a results row needs to be traced and rerun: its own command, commit, date, versions,
-    thread count, device, seeds and per-seed values (a results file's header names only its
-    last invocation)."""
+    thread count, device, CPU, and (given the evaluation `ev`) its seeds and per-seed values --
+    a results file's header names only its last invocation. write() stamps rows made without one;
+    benchmarks/provenance.py backfilled the rows made before rows carried one."""
     import onnxruntime
 
-    return {"command": command(), "commit": commit(), "date": _dt.datetime.now().isoformat(timespec="seconds"),
-            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "threads": threads,
-            "device": device, "machine": f"{os.cpu_count()}-core {cpu_model()}",
-            "seeds": ev["seeds"], "per_seed": ev["accuracies"]}
+    out = {"command": command(), "commit": commit(), "date": _dt.datetime.now().isoformat(timespec="seconds"),
+           "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+           "threads": threads or torch.get_num_threads(), "device": device,
+           "machine": f"{os.cpu_count()}-core {cpu_model()}"}
+    if ev is not None:
+        out.update({"seeds": ev["seeds"], "per_seed": ev["accuracies"]})
+    return out
 
 
 def welch(a: list[float], b: list[float]) -> dict:
@@ -187,8 +191,12 @@ def welch(a: list[float], b: list[float]) -> dict:
     import numpy as np
     from scipy import stats
 
+    import warnings
+
     a, b = np.asarray(a, float), np.asarray(b, float)
-    t = stats.ttest_ind(a, b, equal_var=False)
+    with warnings.catch_warnings():  # a side whose seeds agree exactly (sd 0) makes scipy warn
+        warnings.simplefilter("ignore", RuntimeWarning)
+        t = stats.ttest_ind(a, b, equal_var=False)
     return {"diff": float(a.mean() - b.mean()), "sd_a": float(a.std(ddof=1)), "sd_b": float(b.std(ddof=1)),
             "n_a": len(a), "n_b": len(b), "t": float(t.statistic), "p": float(t.pvalue)}
 
@@ -199,6 +207,29 @@ def verdict(a: list[float], b: list[float], alpha: float = 0.05) -> str:
     if not w["p"] < alpha:
         return "ties"
     return "beats" if w["diff"] > 0 else "loses to"
+
+
+def verdict_table(rows: list[dict], contender, baselines: tuple[str, ...], title: str) -> str:
+    """At each (dataset, ipc): contender(rows there, by method) against each baseline present --
+    the margin, both sample standard deviations with n, Welch's p and verdict(). The one place
+    the docs' "beats" and "ties" come from."""
+    out = []
+    for dataset, ipc in dict.fromkeys((r["dataset"], r["ipc"]) for r in rows):
+        at = {r["method"]: r for r in rows if (r["dataset"], r["ipc"]) == (dataset, ipc)}
+        best = contender(at)
+        for base in baselines:
+            if best is None or base not in at:
+                continue
+            b = at[base]
+            w = welch(best["accuracies"], b["accuracies"])
+            out.append(f"| {dataset} | {ipc} IPC | {best['method']} | {base} | {100 * w['diff']:+.1f} | "
+                       f"{100 * w['sd_a']:.1f} (n={w['n_a']}), {100 * w['sd_b']:.1f} (n={w['n_b']}) | "
+                       f"{w['p']:.3f} | {verdict(best['accuracies'], b['accuracies'])} |")
+    head = (f"\n\n{title} (margin in points; sample standard deviations; Welch's t-test, two-sided, "
+            "verdict at p < 0.05):\n\n"
+            "| dataset | budget | contender | baseline | margin | sample sd (n) | p | verdict |\n"
+            "|---|---|---|---|---|---|---|---|\n")
+    return head + "\n".join(out) if out else ""
 
 
 def dataset_names(names: list[str]) -> list[str]:
@@ -236,17 +267,47 @@ def short(dataset: str) -> str:
     return "cifar10_mini" if dataset.endswith("cifar10_mini.npz") else dataset
 
 
-def fmt(mean: float, std: float) -> str:
-    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+def fmt(values: list[float]) -> str:
+    """Per-seed accuracies (fractions) as 'mean ± sd' in percent: the sample standard deviation
+    (n - 1; edgecond.evaluation.sample_sd), n being the seeds column or the prose's 'n = '."""
+    import numpy as np
+
+    from edgecond.evaluation import sample_sd
+
+    return f"{100 * float(np.mean(values)):.1f} ± {100 * sample_sd(values):.1f}"
+
+
+def fmt_population(mean: float, std: float, n: int) -> str:
+    """fmt() for a row that kept only a mean, np.std's population value and its seed count (rows
+    before 2026-12-06 without per-seed values): the sample sd is std * sqrt(n / (n - 1)), exactly."""
+    sd = std * (n / (n - 1)) ** 0.5 if n > 1 else 0.0
+    return f"{100 * mean:.1f} ± {100 * sd:.1f}"
+
+
+def stamp(payload: dict) -> None:
+    """Give every row of `payload` this invocation made (those without a provenance) its own; a
+    file without rows is one measurement and gets one at the top level."""
+    rows = payload.get("rows", payload.get("results"))
+    for row in rows if isinstance(rows, list) else [payload]:
+        if "provenance" not in row:
+            ev = row if isinstance(row.get("seeds"), list) and "accuracies" in row else None
+            row["provenance"] = provenance(ev)
+
+
+def header(payload: dict) -> str:
+    """A results .md's first lines: the invocation that last wrote the file, and where."""
+    m = payload["machine"]
+    return (f"<!-- generated by {payload['command']} -->\n"
+            f"Command: `{payload['command']}` — {m['date']}, {m['cores']}-core {m['cpu']} CPU, "
+            f"torch {m['torch']} ({m['torch_threads']} threads).\n\n")
 
 
 def write(name: str, payload: dict, table: str) -> None:
+    """results/<name>.json (rows stamped with their provenance) and results/<name>.md (header +
+    `table`, the recipe's table(payload): benchmarks/tables.py renders it again from the json)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {"command": command(), "machine": machine(), **payload}
+    stamp(payload)
     atomic_write_text(RESULTS / f"{name}.json", json.dumps(payload, indent=2))  # other processes read it
-    m = payload["machine"]
-    header = (f"<!-- generated by {payload['command']} -->\n"
-              f"Command: `{payload['command']}` — {m['date']}, {m['cores']}-core {m['cpu']} CPU, "
-              f"torch {m['torch']} ({m['torch_threads']} threads).\n\n")
-    atomic_write_text(RESULTS / f"{name}.md", header + table + "\n")
-    print(header + table)
+    atomic_write_text(RESULTS / f"{name}.md", header(payload) + table + "\n")
+    print(header(payload) + table)

@@ -17,7 +17,7 @@ condensation resumes from its checkpoint.
 
 from __future__ import annotations
 
-from common import equal_budget_parser, equal_budget_rows, fmt, parse, write
+from common import equal_budget_parser, equal_budget_rows, fmt, parse, verdict_table, write
 from edgecond.config import eval_config
 from edgecond.kinds import names
 
@@ -40,14 +40,22 @@ def main() -> None:
         "images_per_class": rep["instances_per_class"], "stored_floats": rep["stored_floats"],
         "budget_floats": rep["budget_floats"], "condense_seconds": rep["condense_seconds"],
         "peak_rss_mb": rep["peak_rss_mb"]})
-    table = ("| dataset | IPC | container | images/class | stored / budget floats | test accuracy (%) | seeds | "
-             "condense time (s) | peak RSS (MB) |\n|---|---|---|---|---|---|---|---|---|\n")
-    table += "\n".join(
+    payload = {"seeds": args.seeds, "eval": eval_config("quick").__dict__, "rows": rows}
+    write("condense", payload, table(payload))
+
+
+def table(payload: dict) -> str:
+    """results/condense.md's table (benchmarks/tables.py renders it from results/condense.json)."""
+    out = ("| dataset | IPC | container | images/class | stored / budget floats | test accuracy (%) | seeds | "
+           "condense time (s) | peak RSS (MB) |\n|---|---|---|---|---|---|---|---|---|\n")
+    return out + "\n".join(
         f"| {r['dataset']} | {r['ipc']} | {r['method']} | {r['images_per_class']} | "
-        f"{r['stored_floats']:,} / {r['budget_floats']:,} | {fmt(r['accuracy_mean'], r['accuracy_std'])} | "
-        f"{len(r['seeds'])} | "
-        f"{r['condense_seconds']:.0f} | {r['peak_rss_mb']:.0f} |" for r in rows)
-    write("condense", {"seeds": args.seeds, "eval": eval_config("quick").__dict__, "rows": rows}, table)
+        f"{r['stored_floats']:,} / {r['budget_floats']:,} | {fmt(r['accuracies'])} | {len(r['seeds'])} | "
+        f"{r['condense_seconds']:.0f} | {r['peak_rss_mb']:.0f} |" for r in payload["rows"]) + verdict_table(
+        payload["rows"], lambda at: at.get("hmn"), ("random", "herding", "pixel", "idc", "haba", "hmn-cold"),
+        "The quick HMN against every other container and the cold-started HMN") + verdict_table(
+        payload["rows"], lambda at: at.get("hmn-dectiers"), ("hmn-cold",),
+        "Warm start alone (the solver's decoder, warm-started) against the cold-started HMN")
 
 
 if __name__ == "__main__":

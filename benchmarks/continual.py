@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from common import PLAIN, RESULTS, command, machine, parse, parser, short, write
+from common import PLAIN, RESULTS, command, fmt, fmt_population, machine, parse, parser, short, write
 from edgecond.continual.harness import STRATEGIES, ContinualConfig
 from edgecond.continual.report import plot_seen_accuracy, run_continual
 from edgecond.data import load_dataset
@@ -28,19 +28,40 @@ BUDGETS = {"digits": [10, 20], "cifar10_mini": [1, 10]}
 RUNS = Path(__file__).resolve().parent / "runs"
 
 
+def strategies_table(entry: dict) -> str:
+    """One section's table: every strategy's means ± sample sd over its seeds (runs before
+    2026-12-06 kept np.std's population value: common.fmt_population converts it exactly)."""
+    lines = ["| strategy | final accuracy (%) | average incremental (%) | forgetting (%) | buffer bytes | "
+             "condense s / exp | regenerate s / exp |", "|---|---|---|---|---|---|---|"]
+    for name, v in entry["strategies"].items():
+        def f(k):
+            if f"{k}_per_seed" in v:
+                return fmt(v[f"{k}_per_seed"])
+            return fmt_population(v[k], v[f"{k}_std"], entry["seeds"])
+        c, g = v["condense_s_per_experience"], v["regenerate_s_per_experience"]
+        lines.append(f"| {name} | {f('final_accuracy')} | {f('average_incremental_accuracy')} | {f('forgetting')} | "
+                     f"{v['buffer_bytes']:,} | {'' if c is None else f'{c:.0f}'} | {'' if g is None else f'{g:.3f}'} |")
+    return "\n".join(lines) + "\n"
+
+
 def section(entry: dict) -> str:
     """One dataset x budget block of results/continual.md: its command, then its table."""
     return (f"**{entry['dataset']}, 5 experiences, budget {entry['ipc']:g} IPC "
             f"({entry['budget_bytes_fp32']:,} bytes as float32), {entry['config']['epochs']} epochs per "
             f"experience, {entry['seeds']} seeds** — "
-            f"`{entry['command']}` ({entry['date']})\n\n{entry['table']}")
+            f"`{entry['command']}` ({entry['date']})\n\n{strategies_table(entry)}")
+
+
+def table(payload: dict) -> str:
+    """results/continual.md (benchmarks/tables.py renders it from the json)."""
+    return "\n".join(section(e) for e in payload["results"])
 
 
 def previous_sections() -> dict:
     """Sections results/continual.json already holds (older files without tables are dropped)."""
     path = RESULTS / "continual.json"
     old = json.loads(path.read_text()).get("results", []) if path.is_file() else []
-    return {(e["dataset"], e["ipc"]): e for e in old if "table" in e}
+    return {(e["dataset"], e["ipc"]): e for e in old if "strategies" in e}
 
 
 def main() -> None:
@@ -66,9 +87,9 @@ def main() -> None:
             for v in res["strategies"].values():
                 v.pop("runs")
             sections[(short(name), ipc)] = {**res, "dataset": short(name), "ipc": ipc, "command": command(),
-                                            "date": machine()["date"], "table": (out / "results.md").read_text()}
+                                            "date": machine()["date"]}
             ordered = [sections[k] for k in sorted(sections)]
-            write("continual", {"results": ordered}, "\n".join(section(e) for e in ordered))
+            write("continual", {"results": ordered}, table({"results": ordered}))
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def _accuracy(models: dict, meta: dict, args) -> dict:
         ev = evaluate_images(torch.from_numpy(x), torch.from_numpy(y), data, eval_config("quick"), seeds=args.seeds,
                              progress=False)
         out[p] = {k: ev[k] for k in ("accuracy_mean", "accuracy_std", "accuracies")}
-        print(f"{p}: {fmt(ev['accuracy_mean'], ev['accuracy_std'])}", file=sys.stderr, flush=True)
+        print(f"{p}: {fmt(ev['accuracies'])}", file=sys.stderr, flush=True)
     return out
 
 
@@ -160,7 +160,7 @@ def main() -> None:
         acc = accuracy.get(p)
         lines.append(f"| {p} {ext} | {f['bytes']:,} | {f['bytes'] / budget_bytes:.3f} | "
                      f"{f['bytes'] / files[('fp32', ext)]['bytes']:.3f} | {f['max_abs_error']:.1e} | "
-                     f"{fmt(acc['accuracy_mean'], acc['accuracy_std']) if acc else ''} |")
+                     f"{fmt(acc['accuracies']) if acc else ''} |")
     lines += ["", f"Regenerating {n_images:,} images (HMN, {hmn.instances_per_class} per class stored; "
               f"decoder {macs / 1e6:.2f} M multiply-adds per image):", "",
               "| runtime | threads | batch | time (ms) | images/s | GFLOP/s |", "|---|---|---|---|---|---|"]

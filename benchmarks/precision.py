@@ -45,12 +45,12 @@ def main() -> None:
                                  progress=False)
             rows.append({"dataset": short(name), "ipc": ipc, "precision": p, "bytes": model["bytes"],
                          "budget_bytes": 4 * meta["budget_floats"], "max_abs_error": model["max_abs_error"], **ev})
-            print(short(name), p, fmt(ev["accuracy_mean"], ev["accuracy_std"]), flush=True)
+            print(short(name), p, fmt(ev["accuracies"]), flush=True)
     table = ("| dataset | IPC | ONNX precision | model bytes | vs fp32 budget | max abs error | test accuracy (%) |\n"
              "|---|---|---|---|---|---|---|\n")
     table += "\n".join(f"| {r['dataset']} | {r['ipc']} | {r['precision']} | {r['bytes']:,} | "
                        f"{r['bytes'] / r['budget_bytes']:.3f} | {r['max_abs_error']:.1e} | "
-                       f"{fmt(r['accuracy_mean'], r['accuracy_std'])} |" for r in rows)
+                       f"{fmt(r['accuracies'])} |" for r in rows)
     write("precision", {"seeds": args.seeds, "rows": rows}, table)
 
 

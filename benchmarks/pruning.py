@@ -75,7 +75,7 @@ def main() -> None:
                     "beta_grid_val_accuracy": prep.get("beta_grid_val_accuracy"),
                     "prune_seconds": round(secs, 1), "over_budget_matching_seconds": round(cond_s, 1),
                     "prune_share": secs / cond_s if prep and cond_s else 0.0}
-                print(short(name), ipc, method, fmt(ev["accuracy_mean"], ev["accuracy_std"]), flush=True)
+                print(short(name), ipc, method, fmt(ev["accuracies"]), flush=True)
                 write_table(rows, args.seeds)
 
 
@@ -85,12 +85,16 @@ def share(row: dict) -> str:
 
 def write_table(rows: dict, seeds: int) -> None:
     ordered = [rows[k] for k in sorted(rows, key=lambda k: (k[0] != "digits", k[0], k[1], METHODS.index(k[2])))]
-    table = ("| dataset | IPC | method | images/class | beta (val) | test accuracy (%) | pruning time / condensation |\n"
-             "|---|---|---|---|---|---|---|\n")
-    table += "\n".join(f"| {r['dataset']} | {r['ipc']:g} | {r['method']} | {r['instances_per_class']} | "
-                       f"{'' if r['beta'] is None else r['beta']} | {fmt(r['accuracy_mean'], r['accuracy_std'])} | "
-                       f"{share(r)} |" for r in ordered)
-    write("pruning", {"seeds": seeds, "rows": ordered}, table)
+    payload = {"seeds": seeds, "rows": ordered}
+    write("pruning", payload, table(payload))
+
+
+def table(payload: dict) -> str:
+    out = ("| dataset | IPC | method | images/class | beta (val) | test accuracy (%) | pruning time / condensation |\n"
+           "|---|---|---|---|---|---|---|\n")
+    return out + "\n".join(f"| {r['dataset']} | {r['ipc']:g} | {r['method']} | {r['instances_per_class']} | "
+                            f"{'' if r['beta'] is None else r['beta']} | {fmt(r['accuracies'])} | "
+                            f"{share(r)} |" for r in payload["rows"])
 
 
 if __name__ == "__main__":

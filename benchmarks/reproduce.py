@@ -50,14 +50,18 @@ def main() -> None:
     rows = [r for r in rows if (r["source"], r["dataset"], r["ipc"], r["method"]) != (args.source, args.dataset,
                                                                                         args.ipc, args.method)]
     rows.append(out)
-    table = ("| source | dataset | IPC | method | published (per seed) | today (per seed) | today | identical | "
-             "machine, threads |\n|---|---|---|---|---|---|---|---|---|\n")
-    table += "\n".join(
+    write("reproduce", {"rows": rows}, table({"rows": rows}))
+
+
+def table(payload: dict) -> str:
+    """results/reproduce.md (benchmarks/tables.py renders it from the json)."""
+    out = ("| source | dataset | IPC | method | published (per seed) | today (per seed) | today | identical | "
+           "machine, threads |\n|---|---|---|---|---|---|---|---|---|\n")
+    return out + "\n".join(
         f"| {r['source']} | {r['dataset']} | {r['ipc']} | {r['method']} | {', '.join(f'{a:.4f}' for a in r['published'])} "
-        f"| {', '.join(f'{a:.4f}' for a in r['today'])} | {fmt(*r['today_mean_std'])} | "
+        f"| {', '.join(f'{a:.4f}' for a in r['today'])} | {fmt(r['today'])} | "
         f"{'yes' if r['identical'] else 'no'} | {r['provenance']['machine']}, {r['provenance']['threads']} |"
-        for r in rows)
-    write("reproduce", {"rows": rows}, table)
+        for r in payload["rows"])
 
 
 if __name__ == "__main__":

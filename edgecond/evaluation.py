@@ -72,6 +72,14 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, image_shape, num_classes:
     return model
 
 
+def sample_sd(values) -> float:
+    """The sample standard deviation (n - 1) of per-seed values; 0 for one seed. Every spread the
+    toolkit reports is this one (results before 2026-12-06 stored np.std's population value; the
+    benchmarks' tables recompute from the per-seed values they kept)."""
+    values = np.asarray(values, dtype=float)
+    return float(values.std(ddof=1, axis=0)) if len(values) > 1 else 0.0
+
+
 def evaluate_images(x: torch.Tensor, y: torch.Tensor, data: Dataset, cfg: EvalConfig,
                     seeds: int | list[int] = 3, device: str = "cpu", progress: bool = True) -> dict:
     """Train one network per seed on (x, y); report test and val accuracy (docs/architecture.md, Evaluation)."""
@@ -85,7 +93,7 @@ def evaluate_images(x: torch.Tensor, y: torch.Tensor, data: Dataset, cfg: EvalCo
         vals.append(accuracy(model, data.x_val.to(device), data.y_val.to(device)))
     return {
         "accuracy_mean": float(np.mean(tests)),
-        "accuracy_std": float(np.std(tests)),
+        "accuracy_std": sample_sd(tests),
         "accuracies": tests,
         "val_accuracy_mean": float(np.mean(vals)),
         "val_accuracies": vals,

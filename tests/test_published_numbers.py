@@ -1,48 +1,90 @@
-"""Every accuracy the README and docs/results.md print as "mean ± sd" comes from a results file.
+"""Every number the README and docs/results.md publish is traceable to a results file.
 
-The results files (benchmarks/results/*.md, written by the recipes in benchmarks/) are the
-source; prose that quotes a table must quote it digit for digit. A number that has no committed
-source is listed in UNSOURCED with the reason, and its sentence says so -- so changing a digit of a
-sourced number, or typing a new number without a results file, fails here."""
+benchmarks/tables.py renders the tables from benchmarks/results/*.json and checks the prose
+(`python benchmarks/tables.py --check`); benchmarks/provenance.py gave every row its provenance.
+These tests run both checks and show they can fail: a digit changed in a generated table or in a
+quoted mean ± sd is caught."""
 
+import json
 import re
+import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
-PAIR = re.compile(r"(\d+(?:\.\d+)?) ± (\d+(?:\.\d+)?)")
-# value -> why it has no results file (each sentence quoting it says "not kept")
-UNSOURCED = {
-    "52.0 ± 0.3": "a second condensation seed of the 10-IPC hmn row, run by hand on 2026-11-22, not kept",
-    "92.8 ± 1.2": "digits continual rerun through the public API before results were kept per seed",
-    "92.6 ± 0.4": "digits continual rerun through the public API before results were kept per seed",
-    "96.0 ± 0.7": "digits continual hmn-int8 under the earlier protocol, not kept",
-    "91.4 ± 1.7": "digits continual with whole-split statistics, not kept",
-    "93.1 ± 0.8": "digits continual with whole-split statistics, not kept",
-    "95.8 ± 0.1": "digits continual with whole-split statistics, not kept",
-    "92.3 ± 1.0": "digits continual with --normalise none, not kept as a table",
-    "90.8 ± 1.5": "the removed hmn-shared strategy, 2026-11-22, not kept",
-    "50.8 ± 0.1": "a pruning run at beta 0.6 chosen on val, not kept",
-}
+sys.path.insert(0, str(ROOT / "benchmarks"))
+tables = pytest.importorskip("tables")  # benchmarks/tables.py (imports benchmarks/common.py)
+provenance = pytest.importorskip("provenance")
 
 
-def sourced() -> set[str]:
-    out = set()
-    for f in (ROOT / "benchmarks" / "results").rglob("*.md"):
-        out |= {f"{a} ± {b}" for a, b in PAIR.findall(f.read_text())}
-    return out
+@pytest.fixture(scope="module")
+def sources():
+    return tables.sources()
 
 
-def test_every_published_mean_and_sd_is_in_a_results_file():
-    have = sourced()
-    for doc in ("README.md", "docs/results.md"):
-        text = (ROOT / doc).read_text()
-        missing = sorted({f"{a} ± {b}" for a, b in PAIR.findall(text)} - have - set(UNSOURCED))
-        assert not missing, f"{doc} prints numbers no results file holds: {missing}"
+def test_every_table_is_rendered_from_its_results_file():
+    stale = [str(p.relative_to(ROOT)) for p, text in tables.outputs().items() if p.read_text() != text]
+    assert not stale, f"run python benchmarks/tables.py: {stale}"
 
 
-def test_the_unsourced_list_holds_only_numbers_still_printed_and_without_a_source():
+def test_every_printed_number_has_a_source(sources):
+    for doc in tables.DOCS:
+        assert not tables.unsourced((ROOT / doc).read_text(), *sources), doc
+
+
+def last_digit_changed(number: str) -> str:
+    i = max(i for i, c in enumerate(number) if c.isdigit())
+    return number[:i] + str((int(number[i]) + 1) % 10) + number[i + 1:]
+
+
+def test_a_changed_digit_in_a_generated_table_is_stale():
+    doc = ROOT / "README.md"
+    text = doc.read_text()
+    region = tables.REGION.search(text)
+    body = region.group("body")
+    pair = tables.PAIR.search(body)
+    edited = body[:pair.start(2)] + last_digit_changed(pair.group(2)) + body[pair.end(2):]
+    assert tables.regenerate(text.replace(body, edited)) == text  # the script puts the number back
+
+
+def test_a_changed_digit_in_a_quoted_mean_and_sd_is_caught(sources):
+    """Every 'mean ± sd' the prose quotes, with the last digit of its mean or of its sd changed,
+    is no longer a pair of any results file (so the check fails) -- bar the few that then
+    coincide with another row's pair, which must stay rare."""
+    pairs, _ = sources
+    quoted, escaped = 0, []
+    for doc in tables.DOCS:
+        text = tables.REGION.sub("", (ROOT / doc).read_text())
+        for a, b in tables.PAIR.findall(text):
+            if f"{a} ± {b}" in tables.ALLOWED:
+                continue
+            quoted += 1
+            for changed in (f"{last_digit_changed(a)} ± {b}", f"{a} ± {last_digit_changed(b)}"):
+                if changed in pairs:
+                    escaped.append(changed)
+    assert quoted > 50
+    assert len(escaped) <= 0.1 * 2 * quoted, escaped
+
+
+def test_every_results_row_carries_a_commit_and_a_thread_count():
+    for f in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
+        assert not provenance.missing(json.loads(f.read_text())), f.name
+
+
+def test_the_allow_list_holds_only_numbers_still_printed_and_without_a_source(sources):
+    pairs, _ = sources
     printed = set()
-    for doc in ("README.md", "docs/results.md"):
-        printed |= {f"{a} ± {b}" for a, b in PAIR.findall((ROOT / doc).read_text())}
-    assert set(UNSOURCED) <= printed, set(UNSOURCED) - printed  # stale entries go
-    assert not set(UNSOURCED) & sourced()  # a number that gained a source leaves the list
+    for doc in tables.DOCS:
+        text = re.sub(r"`[^`\n]*`", "", (ROOT / doc).read_text())
+        printed |= {f"{a} ± {b}" for a, b in tables.PAIR.findall(text)} | set(tables.NUMBER.findall(text))
+    assert set(tables.ALLOWED) <= printed, set(tables.ALLOWED) - printed  # stale entries go
+    assert not {k for k in tables.ALLOWED if "±" in k} & pairs  # a number that gained a source leaves
+
+
+def test_spreads_are_sample_standard_deviations():
+    from common import fmt, fmt_population
+
+    assert fmt([0.50, 0.52]) == "51.0 ± 1.4"          # sd with n - 1 of (50, 52): 1.414
+    assert fmt_population(0.51, 0.01, 2) == "51.0 ± 1.4"  # np.std's 1.0, converted exactly
+    assert fmt([0.5]) == "50.0 ± 0.0"

@@ -12,6 +12,7 @@ import numpy as np
 from edgecond_device.locking import exclusive
 
 from ..data import Dataset
+from ..evaluation import sample_sd
 from ..io import atomic_write_text, remove_stale_temporaries
 from ..plots import line_plot
 from .harness import ContinualConfig, run_strategy, strategy_settings
@@ -82,11 +83,13 @@ def _run_continual(data: Dataset, strategies: list[str], cfg: ContinualConfig, s
             log(f"{name}: seed {seed}: final accuracy {runs[-1]['final_accuracy']:.3f}")
         per[name] = {
             **{k: float(np.mean([r[k] for r in runs])) for k in KEYS},
-            **{f"{k}_std": float(np.std([r[k] for r in runs])) for k in KEYS},
+            **{f"{k}_std": sample_sd([r[k] for r in runs]) for k in KEYS},
+            **{f"{k}_per_seed": [r[k] for r in runs] for k in KEYS},
             "buffer_bytes": int(np.mean([r["buffer_bytes"] for r in runs])),
             "accuracy_matrix": runs[0]["accuracy_matrix"],
             "seen_accuracy_mean": np.mean([r["seen_accuracy"] for r in runs], axis=0).tolist(),
-            "seen_accuracy_std": np.std([r["seen_accuracy"] for r in runs], axis=0).tolist(),
+            "seen_accuracy_std": (np.std([r["seen_accuracy"] for r in runs], axis=0, ddof=1) if len(runs) > 1
+                                  else np.zeros(len(runs[0]["seen_accuracy"]))).tolist(),
             "condense_s_per_experience": _mean_timing(runs, "condense_s"),
             "regenerate_s_per_experience": _mean_timing(runs, "regenerate_s"),
             "settings": settings,
