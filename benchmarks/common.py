@@ -55,6 +55,13 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     # ... and 12 outer iterations instead of 20: a point aimed at 10 CPU-minutes at 1 IPC
     "hmn-int8-b64-o12-cycle": ("hmn", {"precision": "int8", "match.syn_batch": 64, "match.outer": 12,
                                        "match.instance_sampling": "cycle"}),
+    # the frontier (benchmarks/frontier.py): warm start alone (one outer iteration of one step per
+    # class), and schedules aimed at 10 CPU-minutes that split them between warm start and matching
+    "hmn-int8-warm-only": ("hmn", {"precision": "int8", "match.outer": 1, "match.inner": 1}),
+    "hmn-int8-ws2000-b64-o8-cycle": ("hmn", {"precision": "int8", "match.warm_start": 2000, "match.syn_batch": 64,
+                                             "match.outer": 8, "match.instance_sampling": "cycle"}),
+    "hmn-int8-b64-o4-cycle": ("hmn", {"precision": "int8", "match.syn_batch": 64, "match.outer": 4,
+                                      "match.instance_sampling": "cycle"}),
 }
 
 

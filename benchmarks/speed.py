@@ -21,11 +21,12 @@ training steps. It reports
 
 from __future__ import annotations
 
+import json
 import time
 
 import torch
 
-from common import parse, parser, short, write
+from common import RESULTS, parse, parser, short, write
 from edgecond.condense import settings_for
 from edgecond.data import load_dataset
 from edgecond.kinds import get, sized_config, stored_as
@@ -125,19 +126,37 @@ def main() -> None:
             r = rows[-1]
             print(f"{r['dataset']} {budget:,} B: {r['class_step_ms']:.0f} ms/class step, {r['gflops']:.1f} GFLOP/s "
                   f"= {100 * r['share_of_peak']:.0f}% of {peak:.0f}", flush=True)
-    head = ("| dataset | budget (bytes) | device, threads | images/class | class step (ms) | network step (ms) | "
-            "GFLOP a step | GFLOP/s | share of GEMM peak | schedule | condensation estimate (s) | peak RSS (MB) |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-    table = head + "\n".join(
-        f"| {r['dataset']} | {r['budget_bytes']:,} | {r['device']}, {r['threads']} | {r['instances_per_class']} | "
-        f"{r['class_step_ms']:.0f} | {r['network_step_ms']:.0f} | {r['class_step_gflop']:.1f} | {r['gflops']:.1f} | "
-        f"{100 * r['share_of_peak']:.0f}% of {r['gemm_peak_gflops']:.0f} | {r['schedule']} | "
-        f"{r['condense_estimate_s']:.0f} | {r['peak_rss_mb']:.0f} |" for r in rows)
-    table += "\n\nWhere a class step and its network steps spend their time (torch.profiler, named phases):\n\n"
-    table += "| dataset | budget (bytes) | " + " | ".join(PHASES) + " |\n|---|---|" + "---|" * len(PHASES) + "\n"
-    table += "\n".join(f"| {r['dataset']} | {r['budget_bytes']:,} | " +
-                       " | ".join(f"{100 * r['phases'][p]:.0f}%" for p in PHASES) + " |" for r in rows)
-    write("speed", {"rows": rows}, table)
+    mine = {key(r): r for r in rows}
+    old = json.loads((RESULTS / "speed.json").read_text())["rows"] if (RESULTS / "speed.json").is_file() else []
+    merged = [r for r in old if key(r) not in mine] + rows  # other settings' rows stay beside these
+    merged.sort(key=lambda r: (r["dataset"], r["budget_bytes"], json.dumps(r.get("settings", {}), sort_keys=True)))
+    write("speed", {"rows": merged}, table({"rows": merged}))
+
+
+def key(row: dict) -> tuple:
+    return row["dataset"], row["budget_bytes"], row["device"], json.dumps(row.get("settings", {}), sort_keys=True)
+
+
+def settings_label(row: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(row.get("settings", {}).items())) or "defaults"
+
+
+def table(payload: dict) -> str:
+    """results/speed.md (benchmarks/tables.py renders it from the json)."""
+    rows = payload["rows"]
+    head = ("| dataset | budget (bytes) | settings | device, threads | images/class | class step (ms) | "
+            "network step (ms) | GFLOP a step | GFLOP/s | share of fp32 GEMM peak | schedule | "
+            "condensation estimate (s) | peak RSS (MB) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    out = head + "\n".join(
+        f"| {r['dataset']} | {r['budget_bytes']:,} | {settings_label(r)} | {r['device']}, {r['threads']} | "
+        f"{r['instances_per_class']} | {r['class_step_ms']:.0f} | {r['network_step_ms']:.0f} | "
+        f"{r['class_step_gflop']:.1f} | {r['gflops']:.1f} | {100 * r['share_of_peak']:.0f}% of "
+        f"{r['gemm_peak_gflops']:.0f} | {r['schedule']} | {r['condense_estimate_s']:.0f} | {r['peak_rss_mb']:.0f} |"
+        for r in rows)
+    out += "\n\nWhere a class step and its network steps spend their time (torch.profiler, named phases):\n\n"
+    out += "| dataset | budget (bytes) | settings | " + " | ".join(PHASES) + " |\n|---|---|---|" + "---|" * len(PHASES) + "\n"
+    return out + "\n".join(f"| {r['dataset']} | {r['budget_bytes']:,} | {settings_label(r)} | " +
+                            " | ".join(f"{100 * r['phases'][p]:.0f}%" for p in PHASES) + " |" for r in rows)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ ROOT = RESULTS.parents[1]
 DOCS = ("README.md", "docs/results.md")
 # what a recipe's .md holds after its table (a figure the recipe draws)
 EXTRA = {"bytes": "\n\n![accuracy at equal bytes](bytes.png)"}
-RECIPES = ("baselines", "bytes", "capacity", "condense", "continual", "multisize", "pruning", "reproduce")
+RECIPES = ("baselines", "bytes", "capacity", "condense", "continual", "frontier", "multisize", "pruning", "reproduce",
+           "speed")
 REGION = re.compile(r"(<!-- tables\.py: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /tables\.py -->)", re.S)
 PAIR = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s+±\s+(\d+(?:\.\d+)?)")
 NUMBER = re.compile(r"(?<![\w.,])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,]*\d)|(?<![\w.])\d+\.\d+(?![\d.]*\d)")
@@ -101,6 +102,8 @@ def outputs() -> dict[Path, str]:
     """Every generated file as it should read: results/<recipe>.md and the docs with fresh regions."""
     out = {}
     for r in RECIPES:
+        if not (RESULTS / f"{r}.json").is_file():  # a recipe not run yet
+            continue
         data = payload(r)
         out[RESULTS / f"{r}.md"] = header(data) + recipe_table(r, data) + EXTRA.get(r, "") + "\n"
     for doc in DOCS:

@@ -53,9 +53,24 @@ def _changed(saved: dict, now: dict) -> list[str]:
     return out
 
 
+_MISSING = object()
+
+
+def _lookup(tree: dict, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return _MISSING
+        tree = tree[part]
+    return tree
+
+
 def differences(saved: dict, now: dict) -> list[str]:
-    """Dotted keys whose values differ (a multisize-off run ignores MDC's interval)."""
-    out = _changed(saved, now)
+    """Dotted keys whose values differ (a multisize-off run ignores MDC's interval). A setting
+    added to edgecond after the checkpoint was written, at the default that keeps the old
+    behaviour, is no difference (config.settings_digest's rule)."""
+    default = CondenseConfig().to_dict()
+    out = [k for k in _changed(saved, now)
+           if not (_lookup(saved, k) is _MISSING and _lookup(now, k) == _lookup(default, k))]
     if not now["match"]["multisize"] and not saved.get("match", {}).get("multisize", False):
         out = [k for k in out if k != "match.mls_interval"]
     return out

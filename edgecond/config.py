@@ -60,6 +60,8 @@ class MatchConfig:
     instance_sampling: str = "random"  # random: a fresh draw each step | cycle: each outer iteration walks a
     #                                    permutation of the class's instances, syn_batch at a time (even visits)
     net_width: int = 128
+    network_dtype: str = "fp32"     # fp32 | bf16: the matching network's passes under bfloat16 autocast
+    #                                 (faster where the hardware has bf16 units; gradients agree to ~1e-2)
     net_lr: float = 0.01
     optimizer: str = "adam"         # adam | sgd
     lr: float = 0.01
@@ -136,7 +138,7 @@ class CondenseConfig:
 PRESETS = ("quick", "paper")
 CHOICES = {"match.optimizer": ("adam", "sgd"), "match.distance": ("mse", "l1"),
            "match.update_mode": ("sequential", "summed"), "prune.method": ("none", "double-end", "easy", "random"),
-           "prefix_order": ("none", "herding"), "match.instance_sampling": ("random", "cycle"), "preset": PRESETS, "precision": ("fp32", "fp16", "int8")}
+           "prefix_order": ("none", "herding"), "match.instance_sampling": ("random", "cycle"), "match.network_dtype": ("fp32", "bf16"), "preset": PRESETS, "precision": ("fp32", "fp16", "int8")}
 MDC_INTERVAL_SHARE = 0.05  # MDC: Delta t = 100 of 2000 outer iterations
 
 # How a result is judged, per preset. quick: 1000 SGD steps (a digits seed in ~15 s on a CPU);

@@ -2,6 +2,8 @@
 
 from dataclasses import replace
 
+import json
+
 import pytest
 import torch
 
@@ -254,6 +256,17 @@ def test_checkpoint_from_other_settings_is_refused(digits, tmp_path):
     other = tiny("pixel", digits, 1, match__inner=3)
     with pytest.raises(ValueError, match=r"other settings \(match.inner\)"):
         Matcher(build("pixel", digits, 1), digits, other, out=tmp_path).load_checkpoint()
+
+
+def test_a_setting_added_later_at_its_default_does_not_refuse_an_older_checkpoint(digits):
+    from edgecond import checkpoint
+
+    now = checkpoint.settings(tiny("pixel", digits, 1), 0.0)
+    older = json.loads(json.dumps(now))
+    del older["match"]["network_dtype"]  # written before the setting existed
+    assert checkpoint.differences(older, now) == []
+    bf16 = checkpoint.settings(tiny("pixel", digits, 1, match__network_dtype="bf16"), 0.0)
+    assert checkpoint.differences(older, bf16) == ["match.network_dtype"]  # not the old behaviour: refused
 
 
 def test_nan_stops_with_clear_message(digits, tmp_path):
