@@ -42,6 +42,20 @@ UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000 ** 2, "GB": 1000 ** 3, "KIB": 102
          "GIB": 1024 ** 3}
 
 
+def ipc_bytes(ipc: float, image_shape: tuple[int, ...], num_classes: int, precision: str = "fp32") -> int:
+    """Bytes of `ipc` images per class stored at `precision` -- the papers' IPC budget is fp32:
+    CIFAR-10 at 1 IPC is 4 * 3 * 32 * 32 * 10 = 122,880 bytes. `precision="uint8"` gives the
+    bytes of `ipc` real exemplars per class. The one place this formula is written."""
+    from .quantise import BYTES_PER_VALUE
+
+    return round(BYTES_PER_VALUE[precision] * ipc * math.prod(image_shape) * num_classes)
+
+
+def bytes_ipc(budget_bytes: float, image_shape: tuple[int, ...], num_classes: int) -> float:
+    """The inverse of ipc_bytes at fp32: a byte budget as the papers' float32 images per class."""
+    return budget_bytes / ipc_bytes(1, image_shape, num_classes)
+
+
 def parse_bytes(text: str | int) -> int:
     """A byte budget as a user writes it: 122880, '120KB' (1000 bytes a KB), '120KiB', '1.2MB'."""
     import re

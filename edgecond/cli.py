@@ -6,13 +6,13 @@ Logs and progress go to stderr; `--json` prints exactly one JSON object on stdou
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
 import click
 from edgecond_device.errors import OneLineGroup
 from edgecond_device.names import listed
+from edgecond_device.units import PRECISIONS
 
 from . import __version__
 
@@ -131,7 +131,9 @@ def _resolve(dataset, classes, ipc, budget, kind, precision, preset, seed, confi
         _fail(e)
     data = _load_data(dataset, list(given["classes"]) if given.get("classes") else None, seed, data_root, download)
     if budget is not None:  # the same bytes as float32 images per class: the config's one budget unit
-        ipc = budget / (4 * math.prod(data.image_shape) * data.num_classes)
+        from .budget import bytes_ipc
+
+        ipc = bytes_ipc(budget, data.image_shape, data.num_classes)
         given.setdefault("precision", BYTE_BUDGET_PRECISION)
     given["dataset"] = dataset
     try:
@@ -155,7 +157,7 @@ def run_options(f):
                           "int8 unless --precision says otherwise."),
         click.option("--container", "kind", type=_KindChoice(), default=None,
                      help="Container kind (default hmn); `edgecond kinds` says what each is and can do."),
-        click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
+        click.option("--precision", type=click.Choice(PRECISIONS), default=None,
                      help="How the container is stored, and trained: fp16 holds 2x the values of fp32 in the "
                           "same bytes, int8 about 4x (per-channel scales counted; images as uint8 pixels), the "
                           "best at equal bytes measured (docs/results.md). Default: fp32 with --ipc (the "
@@ -403,7 +405,7 @@ def _eval_settings(container, preset, steps):
 @main.command()
 @click.argument("container", type=click.Path(exists=True))
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), required=True, help="Where to write the ONNX model.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="How weights and memories are stored: fp32; fp16 (half the bytes, behind a Cast); int8 "
                    "(a quarter: per-channel scales behind DequantizeLinear, weight-only; images as uint8 "
                    "pixels). Default: the precision the container was condensed at (`condense --precision`), "

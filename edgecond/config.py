@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from edgecond_device.units import PRECISIONS
+
 
 class ConfigError(ValueError):
     """A configuration key or value that does not exist or cannot work."""
@@ -138,7 +140,7 @@ class CondenseConfig:
 PRESETS = ("quick", "paper")
 CHOICES = {"match.optimizer": ("adam", "sgd"), "match.distance": ("mse", "l1"),
            "match.update_mode": ("sequential", "summed"), "prune.method": ("none", "double-end", "easy", "random"),
-           "prefix_order": ("none", "herding"), "match.instance_sampling": ("random", "cycle"), "match.network_dtype": ("fp32", "bf16"), "preset": PRESETS, "precision": ("fp32", "fp16", "int8")}
+           "prefix_order": ("none", "herding"), "match.instance_sampling": ("random", "cycle"), "match.network_dtype": ("fp32", "bf16"), "preset": PRESETS, "precision": PRECISIONS}
 MDC_INTERVAL_SHARE = 0.05  # MDC: Delta t = 100 of 2000 outer iterations
 
 # How a result is judged, per preset. quick: 1000 SGD steps (a digits seed in ~15 s on a CPU);

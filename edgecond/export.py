@@ -35,6 +35,7 @@ import numpy as np
 import onnx
 import torch
 from edgecond_device.locking import OutputLocked, exclusive
+from edgecond_device.units import PRECISIONS
 from onnx import TensorProto, helper, numpy_helper
 
 from . import __version__
@@ -51,7 +52,6 @@ class ExportError(RuntimeError):
     """The exported model failed a check; nothing was written."""
 
 
-PRECISIONS = ("fp32", "fp16", "int8")
 # the pixel output's normalisation constants: graph constants, not container storage, so they
 # stay float32 whatever the precision (half-precision std would move pixels off by one)
 PIXEL_CONSTANTS = ("pixel_mean", "pixel_std")

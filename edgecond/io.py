@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from edgecond_device.records import parse_record
+from edgecond_device.units import BYTES_PER_VALUE, PRECISIONS
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -183,7 +184,7 @@ def container_meta(container: Container, *, classes: list[str], mean, std, budge
         "std": [float(s) for s in std],
         "budget_ipc": float(budget_ipc),
         "budget_floats": floats,
-        "budget_bytes": int(budget_bytes) if budget_bytes is not None else 4 * floats,
+        "budget_bytes": int(budget_bytes) if budget_bytes is not None else BYTES_PER_VALUE["fp32"] * floats,
         "precision": container.precision,
         "stored_floats": container.stored_floats(),
         "stored_bytes": container.stored_bytes(),
@@ -223,7 +224,7 @@ def read_meta(path: str | os.PathLike) -> dict:
     # files from before byte budgets: fp32 containers whose budget was float32 values
     meta.setdefault("precision", "fp32")
     if _number(meta.get("budget_floats")):
-        meta.setdefault("budget_bytes", 4 * meta["budget_floats"])
+        meta.setdefault("budget_bytes", BYTES_PER_VALUE["fp32"] * meta["budget_floats"])
     why = _meta_problem(meta)
     if why:
         raise ContainerFileError(f"{p}: metadata field {why}; the file was damaged or edited")
@@ -263,8 +264,8 @@ def _meta_problem(meta: dict) -> str | None:
         return "'budget_floats' or 'budget_bytes' is not a positive number"
     if "budget_ipc" in meta and not _number(meta["budget_ipc"]):
         return "'budget_ipc' is not a positive number"
-    if meta.get("precision") not in ("fp32", "fp16", "int8"):
-        return f"'precision' is {str(meta.get('precision'))[:20]!r}, not fp32, fp16 or int8"
+    if meta.get("precision") not in PRECISIONS:
+        return f"'precision' is {str(meta.get('precision'))[:20]!r}, not one of {', '.join(PRECISIONS)}"
     k = meta.get("instances_per_class")
     if k is not None and not _whole(k):
         return "'instances_per_class' is not a positive integer"

@@ -33,7 +33,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from .budget import HMNShape, solve_hmn
+from .budget import HMNShape, ipc_bytes, solve_hmn
 from .config import CondenseConfig, ConfigError, Shape, apply
 from .containers import Container, HMN, IDCContainer, PixelContainer
 from .containers.haba import HaBa, solve_haba
@@ -107,7 +107,7 @@ def storage_ipc(cfg: CondenseConfig) -> float:
 
 def budget_bytes(cfg: CondenseConfig, shape: Shape) -> int:
     """The byte budget: `cfg.ipc` float32 images per class."""
-    return round(BYTES_PER_VALUE["fp32"] * cfg.ipc * math.prod(shape.image_shape) * shape.num_classes)
+    return ipc_bytes(cfg.ipc, shape.image_shape, shape.num_classes)
 
 
 def stored_as(container: Container, cfg: CondenseConfig, data: Dataset) -> Container:

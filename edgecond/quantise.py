@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import torch
 
-BYTES_PER_VALUE = {"fp32": 4, "fp16": 2, "int8": 1, "uint8": 1}
+from edgecond_device.units import BYTES_PER_VALUE as _STORED
+
+# a container's precisions (edgecond_device.units), plus uint8: real exemplars' pixels
+BYTES_PER_VALUE = {**_STORED, "uint8": 1}
 # A budget given in bytes (`condense --budget`, the continual API) is stored at int8 unless told
 # otherwise: the same bytes hold about 4x the values, and int8 was the best precision at every
 # budget measured (docs/results.md, benchmarks/bytes.py). A budget in IPC, the papers' unit, keeps

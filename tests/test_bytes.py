@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from edgecond_device.units import PRECISIONS
 
 from edgecond.condense import condense
 from edgecond.cli import main
@@ -14,7 +15,6 @@ from edgecond.kinds import KINDS, get, sized_config, stored_as
 
 TINY = {"match.outer": 1, "match.inner": 2, "match.net_steps": 1, "match.warm_start": 10,
         "match.multisize": False, "prefix_order": "none"}
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def settings(kind: str, precision: str) -> dict:
@@ -162,3 +162,20 @@ def test_a_byte_budget_is_stored_at_int8_unless_told(tmp_path, args, precision):
 def test_cli_refuses_bad_budgets(tmp_path, args, message):
     res = CliRunner().invoke(main, ["condense", *args, "--out", str(tmp_path / "x")])
     assert res.exit_code != 0 and message in res.output
+
+
+def test_units_are_written_once():
+    """The precision names and bytes per value live in edgecond_device/units.py and the IPC <->
+    bytes formula in edgecond/budget.py: no other source file spells them out."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spelled = [re.compile(r'"fp32",\s*"fp16",\s*"int8"'), re.compile(r'"fp32":\s*4\b'),
+               re.compile(r"\b4\s*\*\s*(?:math\.prod|np\.prod|int\(np\.prod)"),
+               re.compile(r"prod\([^)]*\)\s*\*\s*4\b")]
+    homes = {root / "export" / "edgecond_device" / "units.py"}
+    found = [f"{p.relative_to(root)}: {m.group(0)}" for p in [*root.glob("edgecond/**/*.py"),
+                                                                *root.glob("export/edgecond_device/**/*.py")]
+             if p not in homes for rx in spelled for m in rx.finditer(p.read_text())]
+    assert not found, found

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from edgecond_device.locking import exclusive
 
+from ..budget import ipc_bytes
 from ..data import Dataset
 from ..evaluation import sample_sd
 from ..io import atomic_write_text, remove_stale_temporaries
@@ -58,7 +59,7 @@ def _run_continual(data: Dataset, strategies: list[str], cfg: ContinualConfig, s
 
     def payload(per: dict) -> dict:
         return {"dataset": data.name, "config": asdict(cfg), "seeds": seeds,
-                "budget_bytes_fp32": int(4 * cfg.ipc * int(np.prod(data.image_shape)) * data.num_classes),
+                "budget_bytes_fp32": ipc_bytes(cfg.ipc, data.image_shape, data.num_classes),
                 "strategies": per}
 
     per = {}

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..budget import bytes_ipc, ipc_bytes  # noqa: F401 - ipc_bytes is part of edgecond.continual
 from ..quantise import BYTE_BUDGET_PRECISION, BYTES_PER_VALUE
 from .scenario import tensor_dataset
 
@@ -42,13 +43,6 @@ with warnings.catch_warnings():
 class CondensedReplayError(RuntimeError):
     """Condensing or exporting an experience failed inside a strategy's training: the message
     names the experience, the run directory kept for inspection and the model file, and what to do."""
-
-
-def ipc_bytes(ipc: float, image_shape: tuple[int, ...], num_classes: int, precision: str = "fp32") -> int:
-    """Bytes of `ipc` images per class stored at `precision` -- the papers' IPC budget is fp32:
-    CIFAR-10 at 1 IPC is 4 * 3 * 32 * 32 * 10 = 122,880 bytes. `precision="uint8"` gives the
-    bytes of `ipc` real exemplars per class."""
-    return int(BYTES_PER_VALUE[precision] * ipc * math.prod(image_shape) * num_classes)
 
 
 @contextlib.contextmanager
@@ -147,7 +141,7 @@ class CondensedBuffer(ExemplarsBuffer):
                  settings: dict | None = None, seed: int = 0, mean: list[float] | None = None,
                  std: list[float] | None = None, flip: bool = False,
                  workdir: str | Path | None = None, device: str = "cpu", threads: int = 1, transform=None):
-        from ..export import PRECISIONS
+        from edgecond_device.units import PRECISIONS
         from ..kinds import get
 
         get(kind)  # unknown kinds fail here, not after the first experience
@@ -177,7 +171,7 @@ class CondensedBuffer(ExemplarsBuffer):
     def ipc_for(self, image_shape: tuple[int, ...]) -> float:
         """A class's share of the bytes as fp32 images per class (condense's budget unit; condense
         sizes the container for those bytes at the buffer's precision)."""
-        return self.budget_bytes / self.num_classes / BYTES_PER_VALUE["fp32"] / math.prod(image_shape)
+        return bytes_ipc(self.budget_bytes, image_shape, self.num_classes)
 
     def stored_bytes(self) -> int:
         """Bytes of every stored model's values as stored (int8 scales included)."""

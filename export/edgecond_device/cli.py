@@ -17,7 +17,8 @@ from .errors import OneLineGroup
 from .locking import OutputLocked, exclusive
 from .names import safe_filename
 from .pngio import encode_png, grid
-from .runtime import PRECISIONS, ModelError, Regenerator
+from .runtime import ModelError, Regenerator
+from .units import BYTES_PER_VALUE
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
@@ -98,7 +99,7 @@ def summary(r: Regenerator) -> dict:
             "classes": r.classes, "instances_per_class": r.instances_per_class, "image_shape": list(r.image_shape),
             "precision": m.get("precision", "fp32"), "stored_values": m.get("stored_floats"),
             "stored_value_bytes": (m["stored_bytes"] if isinstance(m.get("stored_bytes"), int) else
-                                   m["stored_floats"] * PRECISIONS[m.get("precision", "fp32")]
+                                   m["stored_floats"] * BYTES_PER_VALUE[m.get("precision", "fp32")]
                                    if isinstance(m.get("stored_floats"), int) else None),
             "budget_ipc": m.get("budget_ipc"), "format_version": m.get("format_version"),
             "model_version": r.model_version, "outputs": r.outputs, "edgecond_version": m.get("edgecond_version"),

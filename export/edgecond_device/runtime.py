@@ -20,6 +20,7 @@ import numpy as np
 
 from .names import listed, printable
 from .records import parse_record
+from .units import BYTES_PER_VALUE, PRECISIONS
 
 SUPPORTED_FORMAT = 2  # 1: images only; 2: + a uint8 `pixels` output
 OUTPUTS = ("images", "pixels")
@@ -29,7 +30,6 @@ class ModelError(ValueError):
     """The model file or a request to it is not usable; the message says why."""
 
 
-PRECISIONS = {"fp32": 4, "fp16": 2, "int8": 1}  # bytes per stored value
 # kinds whose graph maps every instance index to an image (HaBa enumerates basis x hallucinator
 # pairs, and an index past the last pair still selects a basis): their instance count has no
 # upper bound in the graph to check
@@ -151,7 +151,7 @@ def check_graph(sess, meta: dict, p: Path) -> None:
         raise ModelError(f"{p}: metadata says {k} instances per class but the graph holds more; the file was "
                          f"edited or mixed up: export it again")
     stored = meta.get("stored_floats")
-    need = int(stored) * PRECISIONS[meta.get("precision", "fp32")] if isinstance(stored, int) else 0
+    need = int(stored) * BYTES_PER_VALUE[meta.get("precision", "fp32")] if isinstance(stored, int) else 0
     if isinstance(meta.get("stored_bytes"), int):  # counted at export, int8 scales included
         need = max(need, int(meta["stored_bytes"]))
     if p.is_file() and p.stat().st_size < need:
