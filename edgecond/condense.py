@@ -90,7 +90,7 @@ def condense(data: Dataset, kind: str = "hmn", ipc: float = 1.0, *, preset: str 
 def _condense(data: Dataset, config: CondenseConfig, *, device: str, out, progress: bool,
               resume: bool) -> CondenseResult:
     k = get(config.kind)
-    t0 = time.time()
+    t0, cpu0 = time.time(), time.process_time()
     if k.matched:
         container, order, extra = _condense_matching(data, config, k, device=device, out=out, progress=progress,
                                                      resume=resume)
@@ -109,6 +109,8 @@ def _condense(data: Dataset, config: CondenseConfig, *, device: str, out, progre
     seconds = max(time.time() - t0, extra.get("matching_seconds", 0.0))
     report = {**meta, "parts": container.parts(), "parts_bytes": container.parts_bytes(),
               "condense_seconds": round(seconds, 2),
+              # this process's CPU time (every thread): what a busy machine does not inflate
+              "cpu_seconds": round(time.process_time() - cpu0, 2),
               "peak_rss_mb": round(peak_rss_mb(), 1), "config": config.to_dict(), **extra}
     report.pop("instance_order")
     figures = report.get("pruning", {}).pop("figures", None)
