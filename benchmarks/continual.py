@@ -21,7 +21,7 @@ from pathlib import Path
 
 from common import PLAIN, RESULTS, command, fmt, fmt_population, machine, parse, parser, short, write
 from edgecond.continual.harness import STRATEGIES, ContinualConfig
-from edgecond.continual.report import plot_seen_accuracy, run_continual
+from edgecond.continual.runner import plot_seen_accuracy, run_continual
 from edgecond.data import load_dataset
 
 BUDGETS = {"digits": [10, 20], "cifar10_mini": [1, 10]}

@@ -486,7 +486,7 @@ def continual(dataset, experiences, strategies, budget_ipc, device_budget, epoch
     """
     try:
         from .continual.harness import LOGGERS, STRATEGIES, ContinualConfig
-        from .continual.report import run_continual
+        from .continual.runner import run_continual
     except ImportError as e:
         _fail(e)
     from .io import OutputError, check_writable

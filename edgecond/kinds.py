@@ -65,7 +65,10 @@ KINDS: dict[str, Kind] = {}
 
 
 def register(kind: Kind) -> Kind:
-    """Add (or replace) a kind; returns it."""
+    """Add a kind; returns it. A name already registered is refused: a kind is replaced only
+    on purpose (`KINDS[name] = kind`), never by a second registration that shadows the first."""
+    if kind.name in KINDS:
+        raise ValueError(f"a container kind named {kind.name!r} is already registered")
     if kind.prunable and kind.in_budget_instances is None:
         raise ValueError(f"kind {kind.name!r} is prunable but has no in_budget_instances")
     KINDS[kind.name] = kind

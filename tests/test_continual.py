@@ -143,7 +143,7 @@ def test_cached_condensations_are_keyed_by_their_settings(four):
 
 
 def test_reuse_runs_only_the_strategies_a_run_directory_lacks(four, tmp_path, monkeypatch):
-    from edgecond.continual import report
+    from edgecond.continual import runner as report
 
     cfg = ContinualConfig(**TINY)
     report.run_continual(four, ["naive"], cfg, seeds=1, out=tmp_path, log=lambda m: None)

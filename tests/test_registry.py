@@ -98,6 +98,12 @@ def test_a_new_kind_is_refused_what_it_cannot_do_before_any_work(toy_kind, digit
         register(Kind(name="toy-prunable", cls=BrightnessContainer, build=build_brightness, prunable=True))
 
 
+def test_register_refuses_a_name_already_taken():
+    with pytest.raises(ValueError, match="already registered"):
+        register(Kind(name="hmn", cls=BrightnessContainer, build=build_brightness))
+    assert get("hmn").cls is not BrightnessContainer
+
+
 # --------------------------------------------------------------------------- every registered kind
 
 def _ipc(kind: str) -> int:

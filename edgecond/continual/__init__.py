@@ -10,7 +10,7 @@ The public parts, for any Avalanche strategy and benchmark:
   (real uint8 exemplars), BufferSchedule (a device budget per experience);
 * `storage.py`: their storage policies (CondensedBuffer, ExemplarBuffer) and `ipc_bytes`;
 * `metrics.py`: class-incremental scores and replay costs as Avalanche metrics;
-* `scenario.py`, `harness.py`, `report.py`: what `edgecond continual` and benchmarks/continual.py
+* `scenario.py`, `harness.py`, `runner.py`: what `edgecond continual` and benchmarks/continual.py
   assemble from the parts above.
 """
 

@@ -1,4 +1,5 @@
-"""Run several strategies over seeds; write results.json/.md/.csv and accuracy.png (HMN Fig. 4)."""
+"""Run every strategy of `edgecond continual` over seeds, resumably; write results.json/.md/.csv and
+accuracy.png (HMN Fig. 4)."""
 
 from __future__ import annotations
 
