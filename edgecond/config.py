@@ -36,6 +36,8 @@ from typing import Any, Callable
 
 from edgecond_device.units import PRECISIONS
 
+from .resources import COMPUTE_DTYPES
+
 
 class ConfigError(ValueError):
     """A configuration key or value that does not exist or cannot work."""
@@ -62,8 +64,9 @@ class MatchConfig:
     instance_sampling: str = "random"  # random: a fresh draw each step | cycle: each outer iteration walks a
     #                                    permutation of the class's instances, syn_batch at a time (even visits)
     net_width: int = 128
-    network_dtype: str = "fp32"     # fp32 | bf16: the matching network's passes under bfloat16 autocast
-    #                                 (faster where the hardware has bf16 units; gradients agree to ~1e-2)
+    compute_dtype: str = "fp32"     # fp32 | bf16: the warm start's generator passes and the matching network's
+    #                                 under bfloat16 autocast (faster where the hardware has bf16 units;
+    #                                 matching gradients agree with fp32 to ~2 %: tests/test_compute_dtype.py)
     net_lr: float = 0.01
     optimizer: str = "adam"         # adam | sgd
     lr: float = 0.01
@@ -140,7 +143,7 @@ class CondenseConfig:
 PRESETS = ("quick", "paper")
 CHOICES = {"match.optimizer": ("adam", "sgd"), "match.distance": ("mse", "l1"),
            "match.update_mode": ("sequential", "summed"), "prune.method": ("none", "double-end", "easy", "random"),
-           "prefix_order": ("none", "herding"), "match.instance_sampling": ("random", "cycle"), "match.network_dtype": ("fp32", "bf16"), "preset": PRESETS, "precision": PRECISIONS}
+           "prefix_order": ("none", "herding"), "match.instance_sampling": ("random", "cycle"), "match.compute_dtype": COMPUTE_DTYPES, "preset": PRESETS, "precision": PRECISIONS}
 MDC_INTERVAL_SHARE = 0.05  # MDC: Delta t = 100 of 2000 outer iterations
 
 # How a result is judged, per preset. quick: 1000 SGD steps (a digits seed in ~15 s on a CPU);

@@ -20,8 +20,6 @@ The order of the calls is part of the result: they draw from the step's generato
 
 from __future__ import annotations
 
-import contextlib
-
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +27,7 @@ import torch.nn.functional as F
 
 from .augment import Augment
 from .containers import Container
+from .resources import compute_precision
 
 
 def phase(name: str):
@@ -45,26 +44,15 @@ def gradient_distance(g_syn: list[torch.Tensor], g_real: list[torch.Tensor], kin
     raise ValueError(f"unknown distance {kind!r}; choose mse or l1")
 
 
-def network_precision(dtype: str, device: torch.device | str):
-    """The context the matching network's passes run in: fp32 as written, or bfloat16 autocast
-    (convolutions and matrix products in bf16, reductions and norms in fp32; the gradients it
-    returns are fp32). The container's own images stay fp32 either way."""
-    if dtype == "fp32":
-        return contextlib.nullcontext()
-    if dtype == "bf16":
-        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
-    raise ValueError(f"unknown match.network_dtype {dtype!r}; choose fp32 or bf16")
-
-
 def class_step_loss(container: Container, net, real: torch.Tensor, c: int, syn_idx: torch.Tensor,
                     aug: Augment, gen: torch.Generator, distance: str, features: int = 0, own: bool = False,
-                    network_dtype: str = "fp32"):
+                    compute_dtype: str = "fp32"):
     """The gradient-matching loss of class c: one shared augmentation, conv-weight gradients.
 
     With features=m > 0 also returns the detached features of the real batch and of the first
     m synthetic images: (loss, real features, synthetic features).
     own=True: the loss trains only the images' own parameters (Container.generate_own).
-    network_dtype: the precision of the network's passes (network_precision).
+    compute_dtype: the precision of the network's passes (resources.compute_precision).
     """
     cls = torch.full((len(syn_idx),), c, dtype=torch.long, device=syn_idx.device)
     with phase("generate"):
@@ -74,11 +62,11 @@ def class_step_loss(container: Container, net, real: torch.Tensor, c: int, syn_i
     xr, xs = both[:len(real)], both[len(real):]
     params = net.conv_weights()
     yr = torch.full((len(xr),), c, dtype=torch.long, device=xr.device)
-    with phase("real gradients"), network_precision(network_dtype, xr.device):
+    with phase("real gradients"), compute_precision(compute_dtype, xr.device):
         fr = net.embed(xr)
         g_real = torch.autograd.grad(F.cross_entropy(net.classifier(fr), yr), params, retain_graph=features > 0)
         g_real = [g.detach() for g in g_real]
-    with phase("synthetic gradients"), network_precision(network_dtype, xs.device):
+    with phase("synthetic gradients"), compute_precision(compute_dtype, xs.device):
         fs = net.embed(xs)
         g_syn = torch.autograd.grad(F.cross_entropy(net.classifier(fs), cls), params, create_graph=True)
     loss = gradient_distance(g_syn, g_real, distance)
@@ -98,7 +86,7 @@ class ClassStep:
     gen: torch.Generator
     aug: Augment
     distance: str
-    network_dtype: str = "fp32"             # match.network_dtype: add-on terms match in the same precision
+    compute_dtype: str = "fp32"             # match.compute_dtype: add-on terms match in the same precision
     loss: torch.Tensor | None = None        # the base matching loss
     real_features: torch.Tensor | None = None
     syn_features: torch.Tensor | None = None  # of the first `features` synthetic images

@@ -169,15 +169,15 @@ class Matcher:
         real = self._real_batch(c, self.m.real_batch, gen)
         syn_idx = self._syn_indices(c, gen)
         before = [t.before_class(c, gen) for t in self.terms]
-        step = ClassStep(self.container, net, real, c, gen, self.aug, self.m.distance, self.m.network_dtype)
+        step = ClassStep(self.container, net, real, c, gen, self.aug, self.m.distance, self.m.compute_dtype)
         features = max((t.features for t in self.terms), default=0)
         if features:
             step.loss, step.real_features, step.syn_features = class_step_loss(
                 self.container, net, real, c, syn_idx, self.aug, gen, self.m.distance, features=features,
-                network_dtype=self.m.network_dtype)
+                compute_dtype=self.m.compute_dtype)
         else:
             step.loss = class_step_loss(self.container, net, real, c, syn_idx, self.aug, gen, self.m.distance,
-                                        network_dtype=self.m.network_dtype)
+                                        compute_dtype=self.m.compute_dtype)
         total = step.loss
         for t in self.terms:
             extra = t.after_class(step)

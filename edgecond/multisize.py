@@ -149,7 +149,7 @@ class SubsetLoss(LossTerm):
         self.mls.observe(prefix_distances(step.real_features, step.syn_features))
         subset = torch.arange(self.mls.mls, device=step.real.device)
         return class_step_loss(step.container, step.net, step.real, step.c, subset, step.aug, step.gen,
-                               step.distance, own=not self.shared, network_dtype=step.network_dtype)
+                               step.distance, own=not self.shared, compute_dtype=step.compute_dtype)
 
     def after_outer(self, outer: int, reduce=None) -> None:
         if (outer + 1) % self.interval == 0:

@@ -19,6 +19,25 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+COMPUTE_DTYPES = ("fp32", "bf16")
+
+
+def compute_precision(dtype: str, device):
+    """The context condensation's heavy passes run in (`match.compute_dtype`): fp32 as written, or
+    bfloat16 autocast -- convolutions and matrix products in bf16 (twice the fp32 rate on cores
+    with bf16 units and on GPUs), reductions and norms in fp32; gradients with respect to fp32
+    parameters come back in fp32, and parameters stay fp32."""
+    import contextlib
+
+    import torch
+
+    if dtype == "fp32":
+        return contextlib.nullcontext()
+    if dtype == "bf16":
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    raise ValueError(f"unknown match.compute_dtype {dtype!r}; choose {' or '.join(COMPUTE_DTYPES)}")
+
+
 DEVICES = ("auto", "cpu", "cuda")
 
 

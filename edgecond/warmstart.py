@@ -23,6 +23,7 @@ import torch
 
 from .containers import Container
 from .data import Dataset
+from .resources import compute_precision
 
 
 def real_targets(data: Dataset, instances: int, gen: torch.Generator) -> torch.Tensor:
@@ -46,7 +47,7 @@ def warm_start_targets(data: Dataset, instances: int, seed: int = 0) -> torch.Te
 
 
 def warm_start(container: Container, data: Dataset, steps: int, *, seed: int = 0, device: str = "cpu",
-               batch: int = 256, lr: float = 0.01) -> dict:
+               batch: int = 256, lr: float = 0.01, compute_dtype: str = "fp32") -> dict:
     """Fit `container` to real targets for `steps` Adam steps on random batches of (class, instance) pairs.
 
     Deterministic for a given seed. Returns the report section: steps, seconds and the mean
@@ -68,7 +69,9 @@ def warm_start(container: Container, data: Dataset, steps: int, *, seed: int = 0
     container.train()
     for _ in range(steps):
         idx = torch.randint(k * n, (min(batch, k * n),), generator=gen).to(device)
-        loss = ((container.generate(classes[idx], instances[idx]) - target[idx]) ** 2).mean()
+        with compute_precision(compute_dtype, device):  # the generator's passes; the loss in fp32
+            images = container.generate(classes[idx], instances[idx])
+        loss = ((images.float() - target[idx]) ** 2).mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"warm start diverged (loss {loss.item()}); lower its learning rate")
         opt.zero_grad(set_to_none=True)

@@ -263,10 +263,10 @@ def test_a_setting_added_later_at_its_default_does_not_refuse_an_older_checkpoin
 
     now = checkpoint.settings(tiny("pixel", digits, 1), 0.0)
     older = json.loads(json.dumps(now))
-    del older["match"]["network_dtype"]  # written before the setting existed
+    del older["match"]["compute_dtype"]  # written before the setting existed
     assert checkpoint.differences(older, now) == []
-    bf16 = checkpoint.settings(tiny("pixel", digits, 1, match__network_dtype="bf16"), 0.0)
-    assert checkpoint.differences(older, bf16) == ["match.network_dtype"]  # not the old behaviour: refused
+    bf16 = checkpoint.settings(tiny("pixel", digits, 1, match__compute_dtype="bf16"), 0.0)
+    assert checkpoint.differences(older, bf16) == ["match.compute_dtype"]  # not the old behaviour: refused
 
 
 def test_nan_stops_with_clear_message(digits, tmp_path):

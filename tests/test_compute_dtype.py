@@ -1,6 +1,7 @@
-"""`match.network_dtype=bf16`: the matching network's passes under bfloat16 autocast agree with
-fp32 to a stated tolerance -- the container's gradient of a class step points the same way
-(cosine >= 0.999) and differs by at most 5 % of its norm -- and fp32 stays the default."""
+"""`match.compute_dtype=bf16`: the warm start's generator passes and the matching network's under
+bfloat16 autocast agree with fp32 to a stated tolerance -- the container's gradient of a class
+step points the same way (cosine >= 0.999) and differs by at most 5 % of its norm; a bf16 warm
+start fits its targets within 10 % of fp32's error -- and fp32 stays the default."""
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ COSINE, RELATIVE = 0.999, 0.05
 
 
 def container_gradients(data, dtype: str, ipc: float, classes=(0, 1, 2)) -> list[torch.Tensor]:
-    cfg = settings_for(data, "hmn", ipc, settings={"match.network_dtype": dtype, "match.multisize": False,
+    cfg = settings_for(data, "hmn", ipc, settings={"match.compute_dtype": dtype, "match.multisize": False,
                                                    "precision": "int8", "match.net_width": 32})
     kind = get("hmn")
     cont = stored_as(kind.build(data, sized_config(kind, data, cfg), torch.Generator().manual_seed(0)), cfg, data)
@@ -52,8 +53,8 @@ def test_bf16_matching_gradients_agree_with_fp32(digits, which):
 
 
 def test_fp32_is_the_default_and_bf16_matching_runs_and_lowers_its_loss(digits):
-    assert settings_for(digits, "hmn", 5).match.network_dtype == "fp32"
-    cfg = settings_for(digits, "hmn", 2, settings={"match.network_dtype": "bf16", "match.outer": 3, "match.inner": 3,
+    assert settings_for(digits, "hmn", 5).match.compute_dtype == "fp32"
+    cfg = settings_for(digits, "hmn", 2, settings={"match.compute_dtype": "bf16", "match.outer": 3, "match.inner": 3,
                                                    "match.net_steps": 1, "match.multisize": False,
                                                    "match.warm_start": 0, "match.net_width": 32})
     kind = get("hmn")
@@ -62,6 +63,20 @@ def test_fp32_is_the_default_and_bf16_matching_runs_and_lowers_its_loss(digits):
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
 
 
-def test_an_unknown_network_dtype_is_refused_before_work(digits):
-    with pytest.raises(ConfigError, match="network_dtype"):
-        settings_for(digits, "hmn", 5, settings={"match.network_dtype": "fp8"})
+def test_an_unknown_compute_dtype_is_refused_before_work(digits):
+    with pytest.raises(ConfigError, match="compute_dtype"):
+        settings_for(digits, "hmn", 5, settings={"match.compute_dtype": "fp8"})
+
+
+def test_a_bf16_warm_start_fits_as_well_as_fp32(digits):
+    from edgecond.warmstart import warm_start
+
+    cfg = settings_for(digits, "hmn", 5, settings={"match.multisize": False})
+    kind = get("hmn")
+    fits = {}
+    for dtype in ("fp32", "bf16"):
+        cont = kind.build(digits, sized_config(kind, digits, cfg), torch.Generator().manual_seed(0))
+        fits[dtype] = warm_start(cont, digits, 60, compute_dtype=dtype)
+    assert fits["bf16"]["mse_last"] < 0.5 * fits["bf16"]["mse_first"]  # it learns
+    assert abs(fits["bf16"]["mse_last"] - fits["fp32"]["mse_last"]) <= 0.1 * fits["fp32"]["mse_last"]
+    assert fits["bf16"]["mse_last"] != fits["fp32"]["mse_last"]  # bf16 really ran
