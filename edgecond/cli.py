@@ -214,6 +214,21 @@ def kinds(as_json):
         click.echo(f"{n:<10} {r['description']}\n{'':<10} {how}; can: {can}")
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def strategies(as_json):
+    """List the continual strategies `edgecond continual` compares: what each is, what its buffer
+    stores and how its bytes are counted (all from one budget, --budget-ipc)."""
+    from .continual.strategies import REGISTRY
+
+    rows = {n: s.summary() for n, s in REGISTRY.items()}
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for n, r in rows.items():
+        click.echo(f"{n:<13} {r['description']}\n{'':<13} stores: {r['stores']}; bytes: {r['bytes_rule']}")
+
+
 SETTINGS_HELP = """
 \b
 Every other setting -- schedule, multisize, pruning, prefix order, HMN shape -- is
@@ -449,8 +464,7 @@ def export(container, onnx_path, precision, opset, ort_format, as_json):
 @click.option("--dataset", default="digits", show_default=True)
 @click.option("--experiences", type=click.IntRange(min=1), default=5, show_default=True, help="Experiences the classes are split into.")
 @click.option("--strategies", default="naive,replay,replay-bytes,herding,lwf,hmn,hmn-lwf,joint", show_default=True,
-              help="Comma-separated: naive, replay, replay-bytes, herding, lwf, hmn, hmn-fp16, hmn-int8, "
-                   "hmn-lwf, joint.")
+              help="Comma-separated names from `edgecond strategies` (the registry in edgecond/continual/strategies.py).")
 @click.option("--budget-ipc", type=click.FloatRange(0, 1e6, min_open=True), default=10, show_default=True,
               help="Replay budget per class, the bytes of this many float32 images (replay-bytes holds 4x as "
                    "uint8 images; hmn-fp16 and hmn-int8 condense 2x and about 4x the values into them).")

@@ -157,3 +157,39 @@ def test_reuse_runs_only_the_strategies_a_run_directory_lacks(four, tmp_path, mo
     assert ran == ["replay", "naive"]
 
 
+
+
+# --------------------------------------------------------------------------- the strategy registry
+
+def test_a_toy_strategy_runs_through_edgecond_continual_without_a_library_change(tmp_path, monkeypatch):
+    """A strategy defined here -- Naive replaying a fixed 2 real images per class it stores as uint8 --
+    is found by name by the CLI, run, scored and its buffer bytes counted."""
+    from click.testing import CliRunner
+
+    from edgecond.cli import main
+    from edgecond.continual import ExemplarReplay
+    from edgecond.continual.strategies import REGISTRY, Strategy
+
+    def two_per_class(setup):
+        return [ExemplarReplay(2 * 64 * setup.data.num_classes, setup.data.num_classes)]  # 2 uint8 8x8 images
+
+    toy = Strategy("toy", "Naive with 2 real images per class", "uint8 real images", "1 byte per pixel",
+                   plugins=two_per_class)
+    monkeypatch.setitem(REGISTRY, "toy", toy)  # removed again after the test
+    listed = CliRunner().invoke(main, ["strategies", "--json"])
+    assert json.loads(listed.stdout)["toy"]["bytes_rule"] == "1 byte per pixel"
+    r = CliRunner().invoke(main, ["continual", "--strategies", "toy", "--experiences", "2", "--epochs", "1",
+                                  "--out", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    v = json.loads(r.stdout)["strategies"]["toy"]
+    assert v["buffer_bytes"] == 2 * 64 * 10 and 0 < v["final_accuracy"] <= 1
+
+
+def test_the_registry_lists_the_fields_comparisons_and_refuses_a_second_registration():
+    from edgecond.continual.strategies import REGISTRY, Strategy, register
+
+    assert {"naive", "replay", "replay-bytes", "herding", "lwf", "hmn", "hmn-int8", "joint"} <= set(REGISTRY)
+    assert all(s.stores and s.bytes_rule for s in REGISTRY.values())
+    assert {n for n, s in REGISTRY.items() if s.condenses} == {"hmn", "hmn-fp16", "hmn-int8", "hmn-lwf"}
+    with pytest.raises(ValueError, match="already registered"):
+        register(Strategy("naive", "again", "nothing", "nothing"))
