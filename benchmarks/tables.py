@@ -55,17 +55,29 @@ def recipe_table(recipe: str, data: dict) -> str:
 # ------------------------------------------------------------------------------------- views
 
 def headline(data: dict) -> str:
-    """README: cifar10_mini, every container's plain quick row at 1 and 10 IPC (condense.json)."""
+    """README: cifar10_mini, every container's plain quick row at 1 and 10 IPC (condense.json),
+    each cell marked with its latest rerun (reproduce.json): identical seed for seed, or not."""
     kinds = ("random", "pixel", "idc", "haba", "hmn")
     rows = {(r["ipc"], r["method"]): r for r in data["rows"] if r["dataset"] == "cifar10_mini"}
+    reruns = {(r["ipc"], r["method"]): r for r in payload("reproduce")["rows"]
+              if (r["source"], r["dataset"]) == ("condense", "cifar10_mini")}
     lines = ["| IPC | random | pixel (IDC-I) | idc | haba | **hmn** |", "|---|---|---|---|---|---|"]
     for ipc in (1, 10):
         cells = []
         for k in kinds:
             r = rows[(ipc, k)]
             cell = fmt(r["accuracies"]) + (f" ({len(r['seeds'])} seeds)" if len(r["seeds"]) != 3 else "")
-            cells.append(f"**{cell}**" if k == "hmn" else cell)
+            cell = f"**{cell}**" if k == "hmn" else cell
+            rerun = reruns.get((ipc, k))
+            if rerun:
+                cell += " ✓" if rerun["identical"] else f" ✗ (rerun: {fmt(rerun['today'])})"
+            cells.append(cell)
         lines.append(f"| {ipc} | " + " | ".join(cells) + " |")
+    dates = sorted({r["provenance"]["date"][:10] for r in reruns.values()})
+    lines += ["", f"✓: rerun with `python benchmarks/reproduce.py --source condense --dataset cifar10_mini --ipc N "
+                  f"--method KIND --threads 1` ({', '.join(dates) or 'none yet'}, "
+                  f"{next(iter(reruns.values()))['provenance']['machine'] if reruns else ''}): identical seed for "
+                  "seed; ✗: the rerun differs (it is shown); unmarked: not rerun yet (results/reproduce.md)."]
     return "\n".join(lines)
 
 
