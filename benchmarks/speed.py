@@ -27,6 +27,7 @@ import time
 import torch
 
 from common import RESULTS, parse, parser, short, write
+from edgecond.budget import bytes_ipc
 from edgecond.condense import settings_for
 from edgecond.data import load_dataset
 from edgecond.kinds import get, sized_config, stored_as
@@ -53,7 +54,7 @@ def gemm_peak(device: str, seconds: float = 2.0) -> float:
 
 
 def matcher_for(data, budget: int, device: str, settings: dict) -> Matcher:
-    ipc = budget / (4 * data.floats_per_ipc)
+    ipc = bytes_ipc(budget, data.image_shape, data.num_classes)
     cfg = settings_for(data, "hmn", ipc, settings={"precision": "int8", "match.warm_start": 0, **settings})
     kind = get("hmn")
     container = stored_as(kind.build(data, sized_config(kind, data, cfg), torch.Generator().manual_seed(0)), cfg, data)
@@ -79,6 +80,17 @@ def time_steps(m: Matcher, steps: int) -> tuple[float, float, float]:
     with FlopCounterMode(display=False) as counter:
         m.class_step(net, 0, gen)
     return per_class, per_net, float(counter.get_total_flops())
+
+
+def warm_step(m: Matcher, steps: int = 6) -> float:
+    """Seconds per warm-start step (warmstart.py: batch 256, first-order) on a copy of the container."""
+    import copy
+
+    from edgecond.warmstart import warm_start
+
+    cont = copy.deepcopy(m.container)
+    warm_start(cont, m.data, 2, device=m.device, compute_dtype=m.m.compute_dtype)  # warm-up
+    return warm_start(cont, m.data, steps, device=m.device, compute_dtype=m.m.compute_dtype)["seconds"] / steps
 
 
 def phase_shares(m: Matcher, steps: int) -> dict[str, float]:
@@ -119,6 +131,7 @@ def main() -> None:
                          "instances_per_class": m.container.instances_per_class,
                          "syn_batch": sched.syn_batch, "real_batch": sched.real_batch,
                          "class_step_ms": 1000 * per_class, "network_step_ms": 1000 * per_net,
+                         "warm_start_step_ms": 1000 * warm_step(m),
                          "class_step_gflop": flops / 1e9, "gflops": flops / per_class / 1e9,
                          "gemm_peak_gflops": peak, "share_of_peak": flops / per_class / 1e9 / peak,
                          "schedule": f"{sched.outer}x{sched.inner}", "condense_estimate_s": total,
@@ -145,14 +158,16 @@ def table(payload: dict) -> str:
     """results/speed.md (benchmarks/tables.py renders it from the json)."""
     rows = payload["rows"]
     head = ("| dataset | budget (bytes) | settings | device, threads | images/class | class step (ms) | "
-            "network step (ms) | GFLOP a step | GFLOP/s | share of fp32 GEMM peak | schedule | "
-            "condensation estimate (s) | peak RSS (MB) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-    out = head + "\n".join(
-        f"| {r['dataset']} | {r['budget_bytes']:,} | {settings_label(r)} | {r['device']}, {r['threads']} | "
-        f"{r['instances_per_class']} | {r['class_step_ms']:.0f} | {r['network_step_ms']:.0f} | "
-        f"{r['class_step_gflop']:.1f} | {r['gflops']:.1f} | {100 * r['share_of_peak']:.0f}% of "
-        f"{r['gemm_peak_gflops']:.0f} | {r['schedule']} | {r['condense_estimate_s']:.0f} | {r['peak_rss_mb']:.0f} |"
-        for r in rows)
+            "network step (ms) | warm-start step (ms) | GFLOP a step | GFLOP/s | share of fp32 GEMM peak | schedule | "
+            "condensation estimate (s) | peak RSS (MB) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    def line(r: dict) -> str:
+        warm = f"{r['warm_start_step_ms']:.0f}" if "warm_start_step_ms" in r else ""  # rows before 2026-12-06
+        return (f"| {r['dataset']} | {r['budget_bytes']:,} | {settings_label(r)} | {r['device']}, {r['threads']} | "
+                f"{r['instances_per_class']} | {r['class_step_ms']:.0f} | {r['network_step_ms']:.0f} | {warm} | "
+                f"{r['class_step_gflop']:.1f} | {r['gflops']:.1f} | {100 * r['share_of_peak']:.0f}% of "
+                f"{r['gemm_peak_gflops']:.0f} | {r['schedule']} | {r['condense_estimate_s']:.0f} | "
+                f"{r['peak_rss_mb']:.0f} |")
+    out = head + "\n".join(line(r) for r in rows)
     out += "\n\nWhere a class step and its network steps spend their time (torch.profiler, named phases):\n\n"
     out += "| dataset | budget (bytes) | settings | " + " | ".join(PHASES) + " |\n|---|---|---|" + "---|" * len(PHASES) + "\n"
     return out + "\n".join(f"| {r['dataset']} | {r['budget_bytes']:,} | {settings_label(r)} | " +
