@@ -137,6 +137,7 @@ ALLOWED: dict[str, str] = {
     # derived arithmetic on sourced numbers
     "3.4": "56.7 - 53.3, the bytes rows hmn-int8 and hmn-int8-i280-cycle at cifar10_mini 10 IPC",
     "6,030": "the fp32 .onnx's bytes minus its stored values' bytes (results/device-quick.json)",
+    "1.8": "a difference of two multisize rows (results/multisize.md, S_[42] with and without the subset loss)",
     # measured once and not kept; each sentence quoting one says so ('not kept'). Spreads printed
     # as np.std's population value then (n = 3 unless the sentence says otherwise)
     "24.6": "a multisize run with delta t = 4, one evaluation seed, 2026-11-23, not kept",
