@@ -20,7 +20,7 @@ from edgecond.config import eval_config
 from edgecond.plots import line_plot
 
 IPCS = {"cifar10_mini": [1]}
-POINTS = ["hmn-int8-warm-only", "hmn-int8-ws2000-b64-o8-cycle", "hmn-int8-b64-o4-cycle"]
+POINTS = ["hmn-int8-warm-only", "hmn-int8-ws2000-b64-o8-cycle", "hmn-int8-b64-o4-cycle", "hmn-int8-bf16-b64-o7-cycle"]
 REFERENCES = ["herding-u8", "pixel-u8", "hmn-int8", "hmn-int8-b64-o12-cycle"]
 
 
@@ -29,7 +29,8 @@ def schedule(method: str, row: dict) -> str:
     cfg = row.get("schedule") or {}
     if not cfg:
         return ", ".join(f"{k.split('.')[-1]} {v}" for k, v in variant(method)[1].items() if k != "precision")
-    return f"warm {cfg['warm_start']}, {cfg['outer']} x {cfg['inner']}, batch {cfg['syn_batch']}"
+    return (f"warm {cfg['warm_start']}, {cfg['outer']} x {cfg['inner']}, batch {cfg['syn_batch']}"
+            + (f", {cfg['compute_dtype']}" if cfg.get("compute_dtype", "fp32") != "fp32" else ""))
 
 
 def minutes(row: dict) -> tuple[float, str]:
@@ -66,7 +67,8 @@ def main() -> None:
         "precision": rep["precision"], "images_per_class": rep["instances_per_class"],
         "stored_bytes": rep["stored_bytes"], "condense_seconds": rep["condense_seconds"],
         "cpu_seconds": rep.get("cpu_seconds"), "warm_start_seconds": rep.get("warm_start", {}).get("seconds"),
-        "schedule": {k: rep["config"]["match"][k] for k in ("warm_start", "outer", "inner", "syn_batch")}})
+        "schedule": {k: rep["config"]["match"].get(k, "fp32") for k in ("warm_start", "outer", "inner", "syn_batch",
+                                                                         "compute_dtype")}})
     mine = [r for r in rows if r.get("source", "frontier") == "frontier"]
     refs = [{**r, "source": "bytes.py"} for r in json.loads((RESULTS / "bytes.json").read_text())["rows"]
             if r["method"] in REFERENCES and (r["dataset"], r["ipc"]) in {(m["dataset"], m["ipc"]) for m in mine}]

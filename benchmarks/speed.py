@@ -93,6 +93,29 @@ def warm_step(m: Matcher, steps: int = 6) -> float:
     return warm_start(cont, m.data, steps, device=m.device, compute_dtype=m.m.compute_dtype)["seconds"] / steps
 
 
+def gradient_agreement(data, budget: int, device: str, settings: dict, classes: int = 3) -> dict | None:
+    """For settings that change the arithmetic (match.compute_dtype): the container's gradient of
+    `classes` class steps against fp32's, from the same container, network and draws -- the
+    smallest cosine and the largest difference as a share of fp32's norm."""
+    if settings.get("match.compute_dtype", "fp32") == "fp32":
+        return None
+    grads = {}
+    for dtype in ("fp32", settings["match.compute_dtype"]):
+        m = matcher_for(data, budget, device, {**settings, "match.compute_dtype": dtype})
+        torch.manual_seed(0)
+        net, _ = m._network()
+        grads[dtype] = []
+        for c in range(classes):
+            _, total = m._class_losses(net, c, torch.Generator().manual_seed(c))
+            m.opt.zero_grad(set_to_none=True)
+            total.backward()
+            grads[dtype].append(torch.cat([p.grad.flatten() for p in m.container.parameters() if p.grad is not None]))
+    a_list, b_list = grads.values()
+    cos = [float(torch.nn.functional.cosine_similarity(a, b, dim=0)) for a, b in zip(a_list, b_list)]
+    rel = [float((a - b).norm() / a.norm()) for a, b in zip(a_list, b_list)]
+    return {"min_cosine": min(cos), "max_relative_difference": max(rel), "class_steps": classes}
+
+
 def phase_shares(m: Matcher, steps: int) -> dict[str, float]:
     """Share of a class step + its network steps spent in each named phase (torch.profiler)."""
     gen = m._generator(1)
@@ -135,7 +158,8 @@ def main() -> None:
                          "class_step_gflop": flops / 1e9, "gflops": flops / per_class / 1e9,
                          "gemm_peak_gflops": peak, "share_of_peak": flops / per_class / 1e9 / peak,
                          "schedule": f"{sched.outer}x{sched.inner}", "condense_estimate_s": total,
-                         "phases": shares, "peak_rss_mb": peak_rss_mb()})
+                         "phases": shares, "peak_rss_mb": peak_rss_mb(),
+                         "gradient_agreement": gradient_agreement(data, budget, device, settings)})
             r = rows[-1]
             print(f"{r['dataset']} {budget:,} B: {r['class_step_ms']:.0f} ms/class step, {r['gflops']:.1f} GFLOP/s "
                   f"= {100 * r['share_of_peak']:.0f}% of {peak:.0f}", flush=True)
@@ -170,8 +194,17 @@ def table(payload: dict) -> str:
     out = head + "\n".join(line(r) for r in rows)
     out += "\n\nWhere a class step and its network steps spend their time (torch.profiler, named phases):\n\n"
     out += "| dataset | budget (bytes) | settings | " + " | ".join(PHASES) + " |\n|---|---|---|" + "---|" * len(PHASES) + "\n"
-    return out + "\n".join(f"| {r['dataset']} | {r['budget_bytes']:,} | {settings_label(r)} | " +
-                            " | ".join(f"{100 * r['phases'][p]:.0f}%" for p in PHASES) + " |" for r in rows)
+    out += "\n".join(f"| {r['dataset']} | {r['budget_bytes']:,} | {settings_label(r)} | " +
+                      " | ".join(f"{100 * r['phases'][p]:.0f}%" for p in PHASES) + " |" for r in rows)
+    agree = [r for r in rows if r.get("gradient_agreement")]
+    if agree:
+        out += ("\n\nThe container's matching gradient against fp32's (same container, network and draws, "
+                "one class step per class shown):\n\n| dataset | budget (bytes) | settings | class steps | "
+                "smallest cosine | largest difference / fp32 norm |\n|---|---|---|---|---|---|\n")
+        out += "\n".join(f"| {r['dataset']} | {r['budget_bytes']:,} | {settings_label(r)} | "
+                          f"{r['gradient_agreement']['class_steps']} | {r['gradient_agreement']['min_cosine']:.5f} | "
+                          f"{100 * r['gradient_agreement']['max_relative_difference']:.1f}% |" for r in agree)
+    return out
 
 
 if __name__ == "__main__":

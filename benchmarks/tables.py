@@ -131,12 +131,14 @@ ALLOWED: dict[str, str] = {
     "100,000": "edgecond.data.MAX_CLASSES, a limit",
     "5,000": "the size of CIFAR-10's test split",
     "4,000": "a setting: the quick preset's wide-decoder warm start (edgecond/kinds.py)",
+    "0.999": "a test's tolerance (tests/test_compute_dtype.py), not a measurement",
     "5.2": "the MDC paper's reported gain on full CIFAR-10",
     "5,697": "the budget solver's decoder size (edgecond.budget; `edgecond info` prints it), not a measurement",
     "46,787": "the budget solver's decoder size (edgecond.budget; `edgecond info` prints it), not a measurement",
     # derived arithmetic on sourced numbers
     "3.4": "56.7 - 53.3, the bytes rows hmn-int8 and hmn-int8-i280-cycle at cifar10_mini 10 IPC",
     "6,030": "the fp32 .onnx's bytes minus its stored values' bytes (results/device-quick.json)",
+    "1.26": "a ratio of two speed rows (results/speed.md: 1,078 / 855 ms)",
     "1.8": "a difference of two multisize rows (results/multisize.md, S_[42] with and without the subset loss)",
     # measured once and not kept; each sentence quoting one says so ('not kept'). Spreads printed
     # as np.std's population value then (n = 3 unless the sentence says otherwise)
