@@ -130,7 +130,7 @@ ALLOWED: dict[str, str] = {
     # not results: settings, dataset facts, the papers' figures
     "100,000": "edgecond.data.MAX_CLASSES, a limit",
     "5,000": "the size of CIFAR-10's test split",
-    "4,000": "a setting: the quick preset's wide-decoder warm start (edgecond/kinds.py)",
+    "4,000": "a setting: the quick preset's wide-decoder warm start (edgecond/kinds/hmn.py)",
     "0.999": "a test's tolerance (tests/test_compute_dtype.py), not a measurement",
     "5.2": "the MDC paper's reported gain on full CIFAR-10",
     "5,697": "the budget solver's decoder size (edgecond.budget; `edgecond info` prints it), not a measurement",

@@ -202,7 +202,7 @@ def solve_hmn(image_shape: tuple[int, int, int], num_classes: int, ipc: float, *
 
     `max_instances` (used when `instance_channels` is not given) caps the instances per class
     by widening each instance memory instead: fewer, richer images. The quick preset caps at
-    its matching batch so that every instance is matched at every step (kinds.py, the hmn presets).
+    its matching batch so that every instance is matched at every step (kinds/hmn.py, the presets).
     `widen_decoder` (with `max_instances`, without `hidden`) spends the capped surplus on the
     decoder first (module docstring).
     """

@@ -1,6 +1,6 @@
 """`condense`: a dataset -> a container within its budget, a report, pictures. The one pipeline.
 
-    settings -> resolve_config (config.py) -> build (the kind's registration, kinds.py)
+    settings -> resolve_config (config.py) -> build (the kind's registration, kinds/)
              -> warm start (warmstart.py) -> gradient matching (matching.py)
              -> prune back (pruning.py) -> prefix order (multisize.py) -> report, files
 

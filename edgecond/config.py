@@ -8,7 +8,7 @@
       prefix_order                 how instances are ordered after condensation
       eval:      EvalConfig        the protocol that judges the result
 
-Every default lives here or in a kind's registration (`kinds.py`), never in the CLI, so
+Every default lives here or in a kind's registration (`kinds/`), never in the CLI, so
 `edgecond.condense(data, cfg)` and `edgecond condense` give the same container for the same
 settings. `resolve_config` builds a tree in layers, each a dict of dotted keys:
 
@@ -154,7 +154,7 @@ EVAL_PRESETS: dict[str, dict[str, Any]] = {"quick": {"steps": 1000}, "paper": {"
 # network, digits-sized (<= 16 px) images 30 x 20 inner iterations (HMN 5 IPC in ~5 min), larger
 # ones 20 x 10 (HMN CIFAR 1 IPC in ~30 min); Adam for every kind (with so few steps IDC's SGD
 # barely moves the pixels); pruning sized for a CPU. paper: the papers' (the dataclass defaults;
-# IDC's SGD schedule is in the pixel kinds' presets, kinds.py).
+# IDC's SGD schedule is in the pixel kinds' presets, kinds/pixels.py).
 SCHEDULES: dict[str, Callable[[tuple], dict]] = {
     "quick": lambda shape: {
         "match.outer": 30 if shape[-1] <= 16 else 20, "match.inner": 20 if shape[-1] <= 16 else 10,

@@ -1,5 +1,5 @@
 """Data containers: modules that generate image (class c, instance i). The registry of kinds,
-and how each is built within a budget, lives in edgecond/kinds.py."""
+and how each is built within a budget, lives in edgecond/kinds/."""
 
 from __future__ import annotations
 
