@@ -461,27 +461,31 @@ def export(container, onnx_path, precision, opset, ort_format, as_json):
 
 
 @main.command()
-@click.option("--dataset", default="digits", show_default=True)
-@click.option("--experiences", type=click.IntRange(min=1), default=5, show_default=True, help="Experiences the classes are split into.")
-@click.option("--strategies", default="naive,replay,replay-bytes,herding,lwf,hmn,hmn-lwf,joint", show_default=True,
-              help="Comma-separated names from `edgecond strategies` (the registry in edgecond/continual/strategies.py).")
-@click.option("--budget-ipc", type=click.FloatRange(0, 1e6, min_open=True), default=10, show_default=True,
-              help="Replay budget per class, the bytes of this many float32 images (replay-bytes holds 4x as "
-                   "uint8 images; hmn-fp16 and hmn-int8 condense 2x and about 4x the values into them).")
+@click.option("--dataset", default=None, help="Dataset name (default: digits).")
+@click.option("--experiences", type=int, default=None, help="Experiences the classes are split into (default: 5).")
+@click.option("--strategies", default=None,
+              help="Comma-separated names from `edgecond strategies` (default: naive,replay,replay-bytes,herding,"
+                   "lwf,hmn,hmn-lwf,joint).")
+@click.option("--budget-ipc", type=float, default=None,
+              help="Replay budget per class, the bytes of this many float32 images (default: 10; replay-bytes holds "
+                   "4x as uint8 images; hmn-fp16 and hmn-int8 condense 2x and about 4x the values into them).")
 @click.option("--device-budget", default=None,
               help="Images per class the device replays at each experience, e.g. 50,20,10,5 (multisize prefixes).")
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Training epochs per experience.")
-@click.option("--normalise", type=click.Choice(["first-experience", "none"]), default="first-experience",
-              show_default=True, help="The stream's normalisation: the first experience's statistics (a device "
-                                      "calibrating on its first data), or none ([0, 1] pixels).")
-@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Seeds (class order + init) 0..N-1.")
-@click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
-              help="Condensation preset of the HMN strategies.")
+@click.option("--epochs", type=int, default=None, help="Training epochs per experience (default: 20).")
+@click.option("--normalise", type=click.Choice(["first-experience", "none"]), default=None,
+              help="The stream's normalisation: the first experience's statistics (default: a device calibrating "
+                   "on its first data), or none ([0, 1] pixels).")
+@click.option("--seeds", type=int, default=None, help="Seeds (class order + init) 0..N-1 (default: 1).")
+@click.option("--preset", type=click.Choice(["quick", "paper"]), default=None,
+              help="Condensation preset of the condensing strategies (default: quick).")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
-              help="Run directory: results.json, results.md, results.csv, accuracy.png, condensed models.")
+              help="Run directory: config.json, results.json/.md/.csv, accuracy.png, condensed models.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A run's config.json: run it again (options and --set given here change it).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
-              help="Condensation settings of the HMN strategies, as for `edgecond condense --set`.")
-@click.option("--loggers", default="", show_default=True,
+              help="Any setting: a run's (epochs=5, lr=0.02, strategies=naive,hmn) or a condensation one of the "
+                   "condensing strategies (match.outer=2), as for `edgecond condense --set`.")
+@click.option("--loggers", default=None,
               help="Avalanche loggers, comma-separated: text, csv, tensorboard (written under OUT/logs/).")
 @click.option("--resume", is_flag=True,
               help="Keep what OUT already holds for these settings: finished strategies and seeds, and the "
@@ -490,50 +494,69 @@ def export(container, onnx_path, precision, opset, ort_format, as_json):
 @device_option
 @with_data_options
 def continual(dataset, experiences, strategies, budget_ipc, device_budget, epochs, normalise, seeds, preset, out,
-              assignments, loggers, resume, as_json, device, data_root, download, threads):
+              config_file, assignments, loggers, resume, as_json, device, data_root, download, threads):
     """Class-incremental learning on an Avalanche stream, every strategy at equal buffer bytes.
 
     \b
-    HMN strategies condense each experience into an HMN, export it to ONNX and replay
-    images regenerated by onnxruntime (the device runtime). Example (~10 min on 2 cores):
+    Settings resolve like condense's: defaults < --config FILE < options < --set, are checked
+    before any work, and are written to OUT/config.json; `--config OUT/config.json` runs the
+    same again. HMN strategies condense each experience into an HMN, export it to ONNX and
+    replay images regenerated by onnxruntime (the device runtime). Example (~10 min on 2 cores):
       edgecond continual --dataset digits --experiences 5 --budget-ipc 10 --out runs/cl
+      edgecond continual --config runs/cl/config.json --set epochs=5 --out runs/cl-5
     """
     try:
-        from .continual.harness import LOGGERS, STRATEGIES, ContinualConfig
+        from .continual.config import read_run_file, resolve
         from .continual.runner import run_continual
     except ImportError as e:
         _fail(e)
-    from .io import OutputError, check_writable
+    from dataclasses import replace
+
+    from .config import ConfigError
+    from .io import OutputError, atomic_write_text, check_writable
 
     _threads(threads)
-    names = [s.strip() for s in strategies.split(",") if s.strip()]
-    bad = [s for s in names if s not in STRATEGIES]
-    if bad:
-        _fail(ValueError(f"unknown strategy {bad[0]!r}; choose from {', '.join(STRATEGIES)}"))
-    log_names = [s.strip() for s in loggers.split(",") if s.strip()]
-    bad = [s for s in log_names if s not in LOGGERS]
-    if bad:
-        _fail(ValueError(f"unknown logger {bad[0]!r}; choose from {', '.join(LOGGERS)}"))
+    options = {k: v for k, v in (("dataset", dataset), ("experiences", experiences), ("strategies", strategies),
+                                 ("ipc", budget_ipc), ("device_budget", device_budget), ("epochs", epochs),
+                                 ("normalise", normalise), ("seeds", seeds), ("preset", preset), ("loggers", loggers))
+               if v is not None}
     try:
+        sets = {}
+        for a in assignments:
+            if "=" not in a:
+                raise ConfigError(f"--set expects key=value, got {a!r}")
+            key, value = a.split("=", 1)
+            sets[key] = value
+        run = resolve(read_run_file(config_file) if config_file else {}, options, sets)
+        run = replace(run, continual=replace(run.continual, log_dir=str(Path(out) / "logs")))
         check_writable(out)
-    except OutputError as e:
+    except (ConfigError, OutputError) as e:
         _fail(e)
-    data = _load_data(dataset, None, 0, data_root, download)
-    if experiences > data.num_classes:
-        _fail(ValueError(f"--experiences must be in 1..{data.num_classes} ({dataset} has {data.num_classes} "
-                         f"classes), got {experiences}"))
+    data = _load_data(run.dataset, None, 0, data_root, download)
+    cfg = run.continual
     try:
-        schedule = [int(v) for v in device_budget.split(",")] if device_budget else []
-        cfg = ContinualConfig(experiences=experiences, ipc=budget_ipc, epochs=epochs, preset=preset, normalise=normalise,
-                              device_budget=schedule, loggers=log_names, log_dir=str(Path(out) / "logs"),
-                              condense_settings=_settings(None, assignments)[1])
-        res = run_continual(data, names, cfg, seeds=seeds, out=Path(out), device=device, log=_log, reuse=resume)
+        if cfg.experiences > data.num_classes:
+            raise ValueError(f"--experiences must be in 1..{data.num_classes} ({run.dataset} has {data.num_classes} "
+                             f"classes), got {cfg.experiences}")
+        _check_condensation(run, data)
+        Path(out).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(out) / "config.json", json.dumps(run.to_dict(), indent=2))
+        res = run_continual(data, list(run.strategies), cfg, seeds=run.seeds, out=Path(out), device=device,
+                            log=_log, reuse=resume)
     except ValueError as e:
         _fail(e)
     if as_json:
         click.echo(json.dumps(res))
     else:
         click.echo((Path(out) / "results.md").read_text())
+
+
+def _check_condensation(run, data) -> None:
+    """The condensing strategies' settings, resolved once before any work (a bad key is one line)."""
+    from .continual.harness import strategy_settings
+
+    for name in run.strategies:
+        strategy_settings(name, data, run.continual)
 
 
 @main.command()

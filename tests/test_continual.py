@@ -193,3 +193,41 @@ def test_the_registry_lists_the_fields_comparisons_and_refuses_a_second_registra
     assert {n for n, s in REGISTRY.items() if s.condenses} == {"hmn", "hmn-fp16", "hmn-int8", "hmn-lwf"}
     with pytest.raises(ValueError, match="already registered"):
         register(Strategy("naive", "again", "nothing", "nothing"))
+
+
+# --------------------------------------------------------------------------- the run's config
+
+def test_a_run_reruns_from_its_config_and_set_changes_it(tmp_path):
+    """OUT/config.json holds the whole run; --config reproduces its accuracy matrices exactly,
+    --set changes a run setting or a condensation one, and an unknown key is one line."""
+    from click.testing import CliRunner
+
+    from edgecond.cli import main
+
+    r = CliRunner()
+    first = r.invoke(main, ["continual", "--strategies", "naive,replay", "--experiences", "2", "--epochs", "1",
+                            "--out", str(tmp_path / "a"), "--json"])
+    assert first.exit_code == 0, first.output
+    saved = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert saved["strategies"] == ["naive", "replay"] and saved["continual"]["epochs"] == 1
+    again = r.invoke(main, ["continual", "--config", str(tmp_path / "a" / "config.json"), "--out", str(tmp_path / "b"),
+                            "--json"])
+    assert again.exit_code == 0, again.output
+    a, b = json.loads(first.stdout)["strategies"], json.loads(again.stdout)["strategies"]
+    assert {n: v["accuracy_matrix"] for n, v in a.items()} == {n: v["accuracy_matrix"] for n, v in b.items()}
+
+    changed = r.invoke(main, ["continual", "--config", str(tmp_path / "a" / "config.json"), "--set", "epochs=2",
+                              "--set", "strategies=naive", "--set", "match.outer=2", "--out", str(tmp_path / "c"),
+                              "--json"])
+    assert changed.exit_code == 0, changed.output
+    c = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert c["continual"]["epochs"] == 2 and c["strategies"] == ["naive"]
+    assert c["continual"]["condense_settings"]["match.outer"] == 2
+
+    for bad, says in ((["--set", "nope=1"], "unknown setting 'nope'"), (["--set", "epochs=0"], "epochs=0 is out of range"),
+                      (["--set", "match.outer=0"], "match.outer=0 is out of range"),
+                      (["--set", "precision=int8"], "precision is not a continual setting")):
+        res = r.invoke(main, ["continual", *bad, "--strategies", "hmn", "--out", str(tmp_path / "d")])
+        assert res.exit_code != 0 and says in res.output and "Traceback" not in res.output, (bad, res.output)
+        assert len(res.output.strip().splitlines()) == 1
+        assert not (tmp_path / "d" / "config.json").exists()  # refused before any work

@@ -18,7 +18,6 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..data import Dataset
@@ -32,8 +31,13 @@ STRATEGIES = REGISTRY  # name -> Strategy (strategies.py)
 LOGGERS = ("text", "csv", "tensorboard")
 
 
-@dataclass
+NORMALISE = ("first-experience", "none")
+
+
+@dataclass(frozen=True)
 class ContinualConfig:
+    """What every strategy of a run shares (continual/config.py resolves it from the CLI's layers)."""
+
     experiences: int = 5
     ipc: float = 10.0                 # buffer budget per class, in images-per-class of float32
     epochs: int = 20                  # training epochs per experience
@@ -43,10 +47,10 @@ class ContinualConfig:
     lwf_alpha: float = 1.0
     lwf_temperature: float = 2.0
     preset: str = "quick"             # condensation preset for the HMN strategies
-    device_budget: list[int] = field(default_factory=list)  # images per class replayed per experience
+    device_budget: tuple[int, ...] = ()  # images per class replayed per experience
     condense_settings: dict = field(default_factory=dict)   # dotted config keys, e.g. {"match.outer": 2}
     normalise: str = "first-experience"  # the stream's: first experience's statistics, or none (pixels)
-    loggers: list[str] = field(default_factory=list)        # Avalanche loggers: text, csv, tensorboard
+    loggers: tuple[str, ...] = ()                           # Avalanche loggers: text, csv, tensorboard
     log_dir: str | None = None                              # where they write (one folder per run)
 
 

@@ -121,8 +121,8 @@ def _mean_timing(runs, key):
 
 
 def markdown(res: dict) -> str:
-    lines = [f"| strategy | final accuracy (%) | average incremental (%) | forgetting (%) | buffer bytes | "
-             f"condense s / exp | regenerate s / exp |", "|---|---|---|---|---|---|---|"]
+    lines = ["| strategy | final accuracy (%) | average incremental (%) | forgetting (%) | buffer bytes | "
+             "condense s / exp | regenerate s / exp |", "|---|---|---|---|---|---|---|"]
     for name, v in res["strategies"].items():
         def f(k):
             return f"{100 * v[k]:.1f} ± {100 * v[k + '_std']:.1f}"

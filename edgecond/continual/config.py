@@ -1,0 +1,172 @@
+"""`edgecond continual`'s settings as one typed, frozen tree, in the same machinery as `condense`'s
+(edgecond/config.py): resolved in layers -- the dataclass defaults < `--config FILE` < the
+options given < `--set KEY=VALUE` -- checked before any work, written to `OUT/config.json`, and
+re-run with `--config OUT/config.json`.
+
+A run is `ContinualRun`: the dataset, the strategies (names from `edgecond strategies`), the seed
+count, and the `ContinualConfig` every strategy shares (harness.py). `--set` reaches every field
+of both (`epochs=5`, `strategies=naive,hmn`) and every condensation setting of the condensing
+strategies (`match.outer=2`, `precision` excepted: each strategy fixes its own), which land in
+`ContinualConfig.condense_settings`. An unknown key is one line naming the keys there are.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import typing
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..config import PRESETS, ConfigError, canonical_key
+from ..config import _coerce as _coerce_condense
+from .harness import LOGGERS, NORMALISE, ContinualConfig
+from .strategies import REGISTRY
+
+DEFAULT_STRATEGIES = ("naive", "replay", "replay-bytes", "herding", "lwf", "hmn", "hmn-lwf", "joint")
+
+
+@dataclass(frozen=True)
+class ContinualRun:
+    """Everything `edgecond continual` runs: written to OUT/config.json, read back by --config."""
+
+    dataset: str = "digits"
+    strategies: tuple[str, ...] = DEFAULT_STRATEGIES
+    seeds: int = 1                                   # seeds 0..seeds-1 (class order and initialisation)
+    continual: ContinualConfig = field(default_factory=ContinualConfig)
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+
+RUN_KEYS = {k: t for k, t in typing.get_type_hints(ContinualRun).items() if k != "continual"}
+CONFIG_KEYS = {k: t for k, t in typing.get_type_hints(ContinualConfig).items() if k not in ("condense_settings", "log_dir")}
+# numeric ranges: key -> (low, high, low excluded)
+BOUNDS = {"seeds": (1, 1000, False), "experiences": (1, 100_000, False), "ipc": (0, 1e6, True),
+          "epochs": (1, 10 ** 6, False), "batch_size": (1, 10 ** 6, False), "lr": (0, 1e3, True),
+          "width": (1, 4096, False), "lwf_alpha": (0, 1e3, False), "lwf_temperature": (0, 1e3, True),
+          "device_budget": (1, 10 ** 6, False)}
+
+
+def _coerce(key: str, t: Any, value: Any) -> Any:
+    """`value` (JSON, or --set's text) as the field's type: int, float, str, tuple of int/str, str | None."""
+    optional = type(None) in typing.get_args(t)
+    base = typing.get_origin(t) or t
+    if isinstance(value, str):
+        text = value.strip()
+        if base is tuple:
+            value = [v.strip() for v in text.split(",") if v.strip()] if not text.startswith("[") else json.loads(text)
+        elif optional and text.lower() in ("none", "null", ""):
+            return None
+        elif base in (int, float):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                raise ConfigError(f"{key}={text!r}: expected a number") from None
+        else:
+            value = text
+    try:
+        if base is tuple:
+            inner = typing.get_args(t)[0]
+            return tuple(inner(v) if not isinstance(v, bool) else _bad() for v in
+                         (value if isinstance(value, (list, tuple)) else [value]))
+        if base is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if base is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if value is None and optional:
+            return None
+        if isinstance(value, str):
+            return value
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"{key}={value!r}: expected {getattr(t, '__name__', str(t))}")
+
+
+def _bad():
+    raise TypeError
+
+
+def split_keys(values: dict[str, Any]) -> tuple[dict, dict, dict]:
+    """Dotted keys -> (run fields, ContinualConfig fields, condensation settings), each coerced;
+    an unknown key is a ConfigError naming the keys there are."""
+    run, cont, condense = {}, {}, {}
+    for key, v in values.items():
+        k = key.strip().replace("-", "_")
+        if k in RUN_KEYS:
+            run[k] = _coerce(k, RUN_KEYS[k], v)
+        elif k in CONFIG_KEYS:
+            cont[k] = _coerce(k, CONFIG_KEYS[k], v)
+        elif k.startswith("continual."):
+            inner = k.split(".", 1)[1]
+            if inner == "condense_settings":
+                condense.update(dict(v))
+                continue
+            if inner not in CONFIG_KEYS and inner != "log_dir":
+                raise ConfigError(f"unknown continual setting {inner!r}; settings are: {', '.join(CONFIG_KEYS)}")
+            if inner != "log_dir":  # where logs go follows --out, never a file
+                cont[inner] = _coerce(inner, CONFIG_KEYS[inner], v)
+        else:
+            try:
+                ck = canonical_key(k)
+            except ConfigError:
+                raise ConfigError(f"unknown setting {key!r}: not a continual setting ({', '.join([*RUN_KEYS, *CONFIG_KEYS])}) "
+                                  "nor a condensation one (`edgecond config` lists those)") from None
+            if ck in ("precision", "kind", "ipc"):
+                raise ConfigError(f"{ck} is not a continual setting: each strategy fixes the container's "
+                                  f"(`edgecond strategies`), and the budget is --budget-ipc / ipc")
+            condense[ck] = _coerce_condense(ck, v)
+    return run, cont, condense
+
+
+def read_run_file(path) -> dict[str, Any]:
+    """A run's config.json -> keys for resolve(); refused in one line if it is not one."""
+    try:
+        tree = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot read continual config {path} as JSON: {e}") from None
+    if not isinstance(tree, dict) or not isinstance(tree.get("continual", {}), dict):
+        raise ConfigError(f"{path} is not an `edgecond continual` config (one JSON object with a 'continual' part)")
+    out = {k: v for k, v in tree.items() if k != "continual"}
+    for k, v in tree.get("continual", {}).items():
+        out[f"continual.{k}"] = v
+    return out
+
+
+def resolve(*layers: dict[str, Any]) -> ContinualRun:
+    """The run the layers describe (later layers win), checked: ranges, names, choices."""
+    run, cont, condense = {}, {}, {}
+    for layer in layers:
+        r, c, s = split_keys(layer)
+        run.update(r), cont.update(c), condense.update(s)
+    base = ContinualRun()
+    cfg = replace(base.continual, **cont, condense_settings={**base.continual.condense_settings, **condense})
+    result = replace(base, **run, continual=cfg)
+    check(result)
+    return result
+
+
+def check(run: ContinualRun) -> None:
+    cfg = run.continual
+    values = {"seeds": run.seeds, **{k: getattr(cfg, k) for k in CONFIG_KEYS}}
+    for key, (low, high, open_low) in BOUNDS.items():
+        for v in values[key] if isinstance(values[key], tuple) else (values[key],):
+            if not math.isfinite(v) or v < low or (open_low and v == low) or v > high:
+                raise ConfigError(f"{key}={v!r} is out of range: it must be {'>' if open_low else '>='} {low:g} "
+                                  f"and <= {high:g}")
+    if not run.strategies:
+        raise ConfigError("strategies is empty: name at least one (`edgecond strategies` lists them)")
+    bad = [s for s in run.strategies if s not in REGISTRY]
+    if bad:
+        raise ConfigError(f"unknown strategy {bad[0]!r}; choose from {', '.join(REGISTRY)}")
+    for key, value, choices in (("preset", cfg.preset, PRESETS), ("normalise", cfg.normalise, NORMALISE)):
+        if value not in choices:
+            raise ConfigError(f"{key}={value!r}: choose one of {', '.join(choices)}")
+    bad = [n for n in cfg.loggers if n not in LOGGERS]
+    if bad:
+        raise ConfigError(f"unknown logger {bad[0]!r}; choose from {', '.join(LOGGERS)}")
