@@ -29,7 +29,7 @@ class CheckpointError(ValueError):
 NOT_IDENTITY = ("preset", "prune", "prefix_order", "eval")
 
 
-def settings(cfg: CondenseConfig, over_budget: float) -> dict:
+def identity(cfg: CondenseConfig, over_budget: float) -> dict:
     """What decides the matching state: the resolved config tree less NOT_IDENTITY, plus the
     instance-memory surplus pruning condenses over (`over_budget`)."""
     d = cfg.to_dict()

@@ -131,7 +131,7 @@ def check_resumable(config: CondenseConfig, out: str | Path, data: Dataset | Non
         return
     over = config.prune.over_budget if config.prune.method != "none" else 0.0
     path = Path(out) / checkpoint.CHECKPOINT
-    st = checkpoint.load(path, checkpoint.settings(config, over))
+    st = checkpoint.load(path, checkpoint.identity(config, over))
     if st is None or data is None:
         return
     built = k.build(data, sized_config(k, data, config), torch.Generator().manual_seed(config.seed), over_budget=over)

@@ -100,13 +100,14 @@ class Matcher:
     def state(self, outer: int) -> dict:
         st = {"outer": outer, "container": self.container.state_dict(), "optimizer": self.opt.state_dict(),
               "scheduler": self.sched.state_dict(), "losses": torch.tensor(self.losses, dtype=torch.float64),
-              "seconds": self.seconds, "settings": json.dumps(self.settings())}
+              "seconds": self.seconds, "settings": json.dumps(self.identity())}
         for t in self.terms:
             st.update(t.state_dict())
         return st
 
-    def settings(self) -> dict:
-        return checkpoint.settings(self.cfg, self.over_budget)
+    def identity(self) -> dict:
+        """What a checkpoint must have been written under to be resumed (checkpoint.identity)."""
+        return checkpoint.identity(self.cfg, self.over_budget)
 
     def save_checkpoint(self, outer: int) -> Path | None:
         if self.out is None or not dist.is_main():
@@ -114,7 +115,7 @@ class Matcher:
         return checkpoint.save(self.checkpoint_path, self.state(outer))
 
     def load_checkpoint(self) -> bool:
-        st = checkpoint.load(self.checkpoint_path, self.settings(), self.device) if self.out is not None else None
+        st = checkpoint.load(self.checkpoint_path, self.identity(), self.device) if self.out is not None else None
         if st is None:
             return False
         try:

@@ -82,7 +82,7 @@ def test_the_file_holds_the_values_as_stored(condensed, tmp_path):
     loaded, meta = load_container(tmp_path)
     assert loaded.precision == "int8" and meta["stored_bytes"] == res.meta["stored_bytes"]
     raw = {k: v for k, v in loaded.state_dict().items() if v.is_floating_point()}
-    for name, stored in loaded.stored_values(differentiable=False).items():
+    for name, stored in loaded.values_as_stored(differentiable=False).items():
         assert torch.allclose(raw[name], stored, atol=1e-6, rtol=0)  # rounding committed before writing
     assert torch.equal(loaded.images()[0], res.container.images()[0])
 

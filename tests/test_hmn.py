@@ -261,11 +261,11 @@ def test_checkpoint_from_other_settings_is_refused(digits, tmp_path):
 def test_a_setting_added_later_at_its_default_does_not_refuse_an_older_checkpoint(digits):
     from edgecond import checkpoint
 
-    now = checkpoint.settings(tiny("pixel", digits, 1), 0.0)
+    now = checkpoint.identity(tiny("pixel", digits, 1), 0.0)
     older = json.loads(json.dumps(now))
     del older["match"]["compute_dtype"]  # written before the setting existed
     assert checkpoint.differences(older, now) == []
-    bf16 = checkpoint.settings(tiny("pixel", digits, 1, match__compute_dtype="bf16"), 0.0)
+    bf16 = checkpoint.identity(tiny("pixel", digits, 1, match__compute_dtype="bf16"), 0.0)
     assert checkpoint.differences(older, bf16) == ["match.compute_dtype"]  # not the old behaviour: refused
 
 

@@ -89,7 +89,7 @@ def test_a_container_generates_from_its_stored_values_and_trains_its_raw_ones(di
     cont.precision = precision
     stored = copy.deepcopy(cont)
     stored.precision = "fp32"
-    stored.load_state_dict(cont.stored_values(differentiable=False))
+    stored.load_state_dict(cont.values_as_stored(differentiable=False))
     classes, instances = torch.tensor([0, 3, 9]), torch.tensor([0, 1, 0])
     assert torch.equal(cont.generate(classes, instances), stored.generate(classes, instances))
     assert torch.equal(cont.generate_own(classes, instances), stored.generate_own(classes, instances))
@@ -104,7 +104,7 @@ def test_uint8_is_for_images_only(digits):
     cont = build("hmn", digits, 10)
     cont.precision = "uint8"
     with pytest.raises(ValueError, match="not image-like"):
-        cont.stored_values()
+        cont.values_as_stored()
 
 
 @pytest.mark.parametrize("text, value", [("122880", 122880), ("120KB", 120_000), ("120KiB", 122_880),

@@ -174,10 +174,10 @@ def test_resuming_at_another_precision_is_refused_naming_it(tmp_path):
 
 def test_the_checkpoint_identity_is_every_setting_but_the_listed_ones():
     """A setting added to the config tree is part of the identity unless NOT_IDENTITY names it."""
-    from edgecond.checkpoint import NOT_IDENTITY, settings
+    from edgecond.checkpoint import NOT_IDENTITY, identity
     from edgecond.config import LEAVES, CondenseConfig
 
-    ident = settings(CondenseConfig(), 0.0)
+    ident = identity(CondenseConfig(), 0.0)
 
     def present(key):
         node = ident

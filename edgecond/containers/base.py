@@ -47,7 +47,7 @@ class Container(nn.Module):
         self.check_indices(classes, instances)
         if self.precision == "fp32":
             return self._generate(classes, instances)
-        return torch.func.functional_call(self, self.stored_values(), (classes, instances))
+        return torch.func.functional_call(self, self.values_as_stored(), (classes, instances))
 
     def generate_own(self, classes: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
         """Like `generate`, but gradients reach only the pairs' own parameters, not tiers shared
@@ -55,7 +55,7 @@ class Container(nn.Module):
         self.check_indices(classes, instances)
         if self.precision == "fp32":
             return self._generate_own(classes, instances)
-        return torch.func.functional_call(self, self.stored_values(), (classes, instances), {"own": True})
+        return torch.func.functional_call(self, self.values_as_stored(), (classes, instances), {"own": True})
 
     def forward(self, classes: torch.Tensor, instances: torch.Tensor, own: bool = False) -> torch.Tensor:
         """Unchecked generation from the module's current values (what `generate` calls with the
@@ -87,7 +87,7 @@ class Container(nn.Module):
             raise ValueError(f"{self.kind}: {name} is not image-like and cannot be stored as uint8 pixels")
         return precision
 
-    def stored_values(self, differentiable: bool = True) -> dict[str, torch.Tensor]:
+    def values_as_stored(self, differentiable: bool = True) -> dict[str, torch.Tensor]:
         """Every floating-point state tensor as stored (quantise.py); `differentiable`: through the
         straight-through estimator, so gradients reach the raw values."""
         from ..quantise import fake_quantise, quantise
@@ -110,7 +110,7 @@ class Container(nn.Module):
         if self.precision == "fp32":
             return
         state = dict(self.named_parameters()) | dict(self.named_buffers())
-        for name, t in self.stored_values(differentiable=False).items():
+        for name, t in self.values_as_stored(differentiable=False).items():
             state[name].copy_(t)
 
     def config(self) -> dict:

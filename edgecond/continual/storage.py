@@ -154,7 +154,7 @@ class CondensedBuffer(ExemplarsBuffer):
         super().__init__(max_size=max_size)
         self.budget_bytes, self.num_classes = int(budget_bytes), int(num_classes)
         self.kind, self.precision, self.preset, self.seed = kind, precision, preset, seed
-        self.settings = {**(settings or {}), "seed": seed, "precision": precision}
+        self.condense_settings = {**(settings or {}), "seed": seed, "precision": precision}
         self.given = (list(mean), list(std)) if mean is not None else None
         self.stats = RunningStats()
         self.flip, self.device, self.threads, self.transform = flip, device, threads, transform
@@ -265,7 +265,7 @@ class CondensedBuffer(ExemplarsBuffer):
 
         data, classes = self._dataset(x, y, experience)
         ipc = self.ipc_for(data.image_shape)
-        cfg = settings_for(data, self.kind, ipc, preset=self.preset, settings=self.settings)
+        cfg = settings_for(data, self.kind, ipc, preset=self.preset, settings=self.condense_settings)
         if cfg.prune.method != "none" and len(cfg.prune.betas) > 1:
             raise ValueError("an experience has no validation split to choose pruning's beta on: "
                              "set prune.betas to one value")
