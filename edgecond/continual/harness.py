@@ -145,7 +145,8 @@ def _run_strategy(name: str, data: Dataset, cfg: ContinualConfig, seed: int, wor
     history = cost.history if cost else []
     return {"strategy": name, "accuracy_matrix": res["accuracy_matrix"],
             **{k: res[k] for k in ("final_accuracy", "average_incremental_accuracy", "forgetting", "seen_accuracy")},
-            "buffer_bytes": history[-1]["buffer_bytes"] if history else 0,
+            "buffer_bytes": (spec.held_bytes(strategy, setup) if spec.held_bytes else
+                             history[-1]["buffer_bytes"] if history else 0),
             "budget_bytes_fp32": ipc_bytes(cfg.ipc, data.image_shape, data.num_classes), "groups": groups,
             "timings": [{k: v for k, v in h.items() if v is not None} for h in history],
             "seconds": time.time() - t0, "config": asdict(cfg)}
