@@ -41,7 +41,11 @@ class OneLineGroup(click.Group):
 
 
 def describe(e: BaseException) -> str:
-    """A one-line account of an unexpected error."""
+    """A one-line account of an error a command did not report itself."""
+    from .locking import OutputLocked
+
+    if isinstance(e, OutputLocked):  # expected, and its message says what to do
+        return one_line(str(e))
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
         return one_line(f"no space left to write {e.filename or 'the output'} ({e.strerror}); free some and rerun")
     if isinstance(e, OSError) and e.strerror:
