@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from common import PLAIN, RESULTS, command, fmt, fmt_population, machine, parse, parser, short, write
+from common import PLAIN, RESULTS, command, fmt, fmt_population, machine, parse, parser, short, verdict_table, write
 from edgecond.continual.harness import STRATEGIES, ContinualConfig
+from edgecond.continual.strategies import REGISTRY
 from edgecond.continual.runner import plot_seen_accuracy, run_continual
 from edgecond.data import load_dataset
 
@@ -44,12 +45,30 @@ def strategies_table(entry: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+EXEMPLAR_STRATEGIES = ("replay", "replay-bytes", "herding", "der++", "er-ace", "gdumb")
+
+
+def best_condensed(at: dict) -> dict | None:
+    """The condensing strategy (the registry's `condenses`) with the best mean, of one section's rows."""
+    condensing = [r for m, r in at.items() if m in REGISTRY and REGISTRY[m].condenses]
+    return max(condensing, key=lambda r: r["accuracy_mean"]) if condensing else None
+
+
+def verdicts(entry: dict) -> str:
+    """Final accuracy over the seeds: the best condensing strategy against each exemplar strategy
+    (common.verdict_table); sections that kept no per-seed values have none."""
+    rows = [{"dataset": entry["dataset"], "ipc": entry["ipc"], "method": n, "accuracies": v["final_accuracy_per_seed"],
+             "accuracy_mean": v["final_accuracy"]} for n, v in entry["strategies"].items() if "final_accuracy_per_seed" in v]
+    return verdict_table(rows, best_condensed, EXEMPLAR_STRATEGIES, "Final accuracy: the best condensed replay against each "
+                         "exemplar strategy")
+
+
 def section(entry: dict) -> str:
     """One dataset x budget block of results/continual.md: its command, then its table."""
     return (f"**{entry['dataset']}, 5 experiences, budget {entry['ipc']:g} IPC "
             f"({entry['budget_bytes_fp32']:,} bytes as float32), {entry['config']['epochs']} epochs per "
             f"experience, {entry['seeds']} seeds** — "
-            f"`{entry['command']}` ({entry['date']})\n\n{strategies_table(entry)}")
+            f"`{entry['command']}` ({entry['date']})\n\n{strategies_table(entry)}{verdicts(entry)}\n")
 
 
 def table(payload: dict) -> str:
