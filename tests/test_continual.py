@@ -194,7 +194,7 @@ def test_the_registry_lists_the_fields_comparisons_and_refuses_a_second_registra
     assert {"naive", "replay", "replay-bytes", "herding", "lwf", "der++", "er-ace", "gdumb", "hmn", "hmn-int8",
             "joint"} <= set(REGISTRY)
     assert all(s.stores and s.bytes_rule for s in REGISTRY.values())
-    assert {n for n, s in REGISTRY.items() if s.condenses} == {"hmn", "hmn-fp16", "hmn-int8", "hmn-lwf"}
+    assert {n for n, s in REGISTRY.items() if s.condenses} == {"hmn", "hmn-fp16", "hmn-int8", "hmn-lwf", "hmn-int8+er-ace"}
     with pytest.raises(ValueError, match="already registered"):
         register(Strategy("naive", "again", "nothing", "nothing"))
 
