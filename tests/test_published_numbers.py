@@ -88,3 +88,31 @@ def test_spreads_are_sample_standard_deviations():
     assert fmt([0.50, 0.52]) == "51.0 ± 1.4"          # sd with n - 1 of (50, 52): 1.414
     assert fmt_population(0.51, 0.01, 2) == "51.0 ± 1.4"  # np.std's 1.0, converted exactly
     assert fmt([0.5]) == "50.0 ± 0.0"
+
+
+def test_write_stamps_the_rows_an_invocation_made_and_keeps_the_others():
+    from common import stamp
+
+    kept = {"commit": "abc123", "threads": 1, "date": "2026-11-22"}
+    payload = {"rows": [{"method": "old", "provenance": kept},
+                        {"method": "new", "seeds": [0, 1], "accuracies": [0.5, 0.6]}]}
+    stamp(payload)
+    old, new = payload["rows"]
+    assert old["provenance"] is kept
+    assert new["provenance"]["commit"] and new["provenance"]["threads"] >= 1
+    assert new["provenance"]["per_seed"] == [0.5, 0.6] and not provenance.missing(payload)
+    assert provenance.missing({"rows": [{"method": "bare"}]})  # the check can fail
+
+
+def test_a_backfilled_row_is_traced_by_its_per_seed_values_through_a_rename():
+    first = {"dataset": "d", "ipc": 1, "method": "hmn", "accuracies": [0.4, 0.5]}
+    renamed = {**first, "method": "hmn-cold"}
+    other = {**first, "accuracies": [0.4, 0.6]}
+    assert provenance.same(renamed, first) and not provenance.same(other, first)
+    hist = [("a" * 40, "2026-11-22T00:00:00", {"rows": [other], "machine": {"torch_threads": 1}}),
+            ("b" * 40, "2026-11-23T00:00:00", {"rows": [first], "machine": {"torch_threads": 2}, "command": "x"})]
+    sha, date, _ = provenance.origin(renamed, hist)
+    assert sha == "b" * 40
+    prov = provenance.backfilled("condense", renamed, (sha, date, hist[1][2]))
+    assert prov["commit"] == "b" * 12 and prov["threads"] == 2 and prov["backfilled"]
+    assert "--method hmn-cold --threads 2" in prov["rerun"]
