@@ -204,7 +204,13 @@ def canonical_key(key: str) -> str:
 
 def _coerce(key: str, value: Any) -> Any:
     """A value (JSON, or the text of --set) as the type of `key`'s field."""
-    t = LEAVES[key]
+    return coerce_to(LEAVES[key], value, key)
+
+
+def coerce_to(t: Any, value: Any, key: str) -> Any:
+    """`value` (JSON, or the text of --set) as type `t` (int, float, bool, str, a tuple of one of
+    them, or any of those | None); ConfigError names `key` otherwise. Tuples of numbers also take
+    '64x32'; tuples of names split on commas only."""
     args = [a for a in typing.get_args(t) if a is not type(None)]
     optional = type(None) in typing.get_args(t)
     if isinstance(value, str):
@@ -226,7 +232,8 @@ def _coerce(key: str, value: Any) -> Any:
     try:
         if base is tuple:
             if isinstance(value, str):
-                value = [v for v in value.replace("x", ",").split(",") if v.strip()]
+                numeric = any(a in (int, float) for a in args)
+                value = [v.strip() for v in (value.replace("x", ",") if numeric else value).split(",") if v.strip()]
             if not isinstance(value, (list, tuple)):
                 value = [value]
             inner = [a for a in args if a is not Ellipsis] or [float]

@@ -19,8 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import PRESETS, ConfigError, canonical_key
-from ..config import _coerce as _coerce_condense
+from ..config import LEAVES, PRESETS, ConfigError, canonical_key, coerce_to
 from .harness import LOGGERS, NORMALISE, ContinualConfig
 from .strategies import REGISTRY
 
@@ -50,46 +49,7 @@ BOUNDS = {"seeds": (1, 1000, False), "experiences": (1, 100_000, False), "ipc": 
 
 
 def _coerce(key: str, t: Any, value: Any) -> Any:
-    """`value` (JSON, or --set's text) as the field's type: int, float, str, tuple of int/str, str | None."""
-    optional = type(None) in typing.get_args(t)
-    base = typing.get_origin(t) or t
-    if isinstance(value, str):
-        text = value.strip()
-        if base is tuple:
-            value = [v.strip() for v in text.split(",") if v.strip()] if not text.startswith("[") else json.loads(text)
-        elif optional and text.lower() in ("none", "null", ""):
-            return None
-        elif base in (int, float):
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError:
-                raise ConfigError(f"{key}={text!r}: expected a number") from None
-        else:
-            value = text
-    try:
-        if base is tuple:
-            inner = typing.get_args(t)[0]
-            return tuple(inner(v) if not isinstance(v, bool) else _bad() for v in
-                         (value if isinstance(value, (list, tuple)) else [value]))
-        if base is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise TypeError
-            return int(value)
-        if base is float:
-            if isinstance(value, bool):
-                raise TypeError
-            return float(value)
-        if value is None and optional:
-            return None
-        if isinstance(value, str):
-            return value
-    except (TypeError, ValueError):
-        pass
-    raise ConfigError(f"{key}={value!r}: expected {getattr(t, '__name__', str(t))}")
-
-
-def _bad():
-    raise TypeError
+    return coerce_to(t, value, key)  # the condense tree's coercion, by type
 
 
 def split_keys(values: dict[str, Any]) -> tuple[dict, dict, dict]:
@@ -120,7 +80,7 @@ def split_keys(values: dict[str, Any]) -> tuple[dict, dict, dict]:
             if ck in ("precision", "kind", "ipc"):
                 raise ConfigError(f"{ck} is not a continual setting: each strategy fixes the container's "
                                   f"(`edgecond strategies`), and the budget is --budget-ipc / ipc")
-            condense[ck] = _coerce_condense(ck, v)
+            condense[ck] = coerce_to(LEAVES[ck], v, ck)
     return run, cont, condense
 
 
