@@ -110,12 +110,12 @@ def _exemplars(precision: str, herding: bool = False):
     return plugins
 
 
-def _condensed_buffer(s: Setup, precision: str):
-    from .storage import CondensedBuffer
-
-    return CondensedBuffer(s.budget(), s.data.num_classes, precision=precision, preset=s.cfg.preset,
-                           settings=s.cfg.condense_settings, seed=s.seed, flip=s.data.flip, workdir=s.workdir,
-                           device=s.device, mean=s.stats and s.stats[0], std=s.stats and s.stats[1])
+def _buffer_kwargs(s: Setup, precision: str) -> dict:
+    """A CondensedBuffer's arguments for this run: the fp32 bytes of ipc images per class,
+    stored and condensed at `precision`, normalised as the stream was."""
+    return dict(precision=precision, preset=s.cfg.preset, settings=s.cfg.condense_settings, seed=s.seed,
+                flip=s.data.flip, workdir=s.workdir, device=s.device, mean=s.stats and s.stats[0],
+                std=s.stats and s.stats[1])
 
 
 def _er_ace_condensed(precision: str):
@@ -124,7 +124,9 @@ def _er_ace_condensed(precision: str):
     is condensed first; its replay batches are the containers' regenerated images)."""
     def make(s: Setup, plugins: list):
         strategy = _er_ace(s, plugins)
-        strategy.storage_policy = _condensed_buffer(s, precision)
+        from .storage import CondensedBuffer
+
+        strategy.storage_policy = CondensedBuffer(s.budget(), s.data.num_classes, **_buffer_kwargs(s, precision))
         return strategy
     return make
 
@@ -135,10 +137,7 @@ def _condensed(precision: str):
     def plugins(s: Setup) -> list:
         from .plugins import BufferSchedule, CondensedReplay
 
-        replay = CondensedReplay(s.budget(), s.data.num_classes, precision=precision, preset=s.cfg.preset,
-                                 settings=s.cfg.condense_settings, seed=s.seed, flip=s.data.flip,
-                                 workdir=s.workdir, device=s.device, mean=s.stats and s.stats[0],
-                                 std=s.stats and s.stats[1])
+        replay = CondensedReplay(s.budget(), s.data.num_classes, **_buffer_kwargs(s, precision))
         schedule = [BufferSchedule(replay.storage_policy, s.cfg.device_budget)] if s.cfg.device_budget else []
         return [replay, *schedule]
     return plugins
