@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from common import RESULTS, cached_rows, fmt, fmt_population, parse, parser, short, write
+from common import cached_rows, fmt, fmt_population, parse, parser, short, write
 from edgecond.budget import solve_hmn
 from edgecond.containers.hmn import HMN
 from edgecond.data import load_dataset

@@ -24,7 +24,6 @@ results/multisize.json; writes results/multisize.md and results/multisize-<datas
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 

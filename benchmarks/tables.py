@@ -28,7 +28,6 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from common import RESULTS, fmt, header
 from edgecond.io import atomic_write_text

@@ -341,7 +341,6 @@ def config_cmd(dataset, classes, ipc, budget, kind, precision, preset, seed, con
 def evaluate(container, dataset, classes, seeds, preset, steps, full, per_class, subsets, as_json, device,
              data_root, download, threads):
     """Train fresh ConvNets on CONTAINER's images (or the full data) and report test accuracy."""
-    from .config import eval_config
     from .evaluation import evaluate_images
     from .io import ContainerFileError, load_container
 
