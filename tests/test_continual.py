@@ -92,9 +92,14 @@ def test_equal_bytes_accounting(four, models, name):
         assert b == budget // 4  # equal floats: 10 uint8 images per class
     elif name == "replay-bytes":
         assert b == budget  # equal bytes: 40 uint8 images per class
-    elif name in ("der++", "er-ace", "gdumb"):  # Avalanche's own buffers, counted as a device stores them
+    elif name in ("der++", "er-ace", "gdumb", "icarl"):  # Avalanche's own buffers, counted as a device stores them
         per_sample = 64 + (4 * 4 if name == "der++" else 0)  # uint8 pixels (+ DER's fp32 logit per class)
         assert budget - per_sample < b <= budget and b % per_sample == 0
+    elif name == "generative":  # the widest VAE whose float32 values fit: one unit wider would not
+        from edgecond.continual.generative import sized_hidden, vae_values
+
+        h = sized_hidden((1, 8, 8), budget)
+        assert b == 4 * vae_values((1, 8, 8), h) <= budget < 4 * vae_values((1, 8, 8), h + 1)
     else:  # hmn containers: within the budget, and not leaving much of it unused
         assert 0.9 * budget <= b <= budget
     assert np.array(res["accuracy_matrix"]).shape == (2, 2)
@@ -191,8 +196,8 @@ def test_a_toy_strategy_runs_through_edgecond_continual_without_a_library_change
 def test_the_registry_lists_the_fields_comparisons_and_refuses_a_second_registration():
     from edgecond.continual.strategies import REGISTRY, Strategy, register
 
-    assert {"naive", "replay", "replay-bytes", "herding", "lwf", "der++", "er-ace", "gdumb", "hmn", "hmn-int8",
-            "joint"} <= set(REGISTRY)
+    assert {"naive", "replay", "replay-bytes", "herding", "lwf", "der++", "er-ace", "gdumb", "icarl", "generative",
+            "hmn", "hmn-int8", "joint"} <= set(REGISTRY)
     assert all(s.stores and s.bytes_rule for s in REGISTRY.values())
     assert {n for n, s in REGISTRY.items() if s.condenses} == {"hmn", "hmn-fp16", "hmn-int8", "hmn-lwf", "hmn-int8+er-ace"}
     with pytest.raises(ValueError, match="already registered"):
@@ -235,3 +240,27 @@ def test_a_run_reruns_from_its_config_and_set_changes_it(tmp_path):
         assert res.exit_code != 0 and says in res.output and "Traceback" not in res.output, (bad, res.output)
         assert len(res.output.strip().splitlines()) == 1
         assert not (tmp_path / "d" / "config.json").exists()  # refused before any work
+
+
+# --------------------------------------------------------------------------- generative replay's VAE
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 7, 5)])
+def test_the_vae_fills_its_bytes_and_generates_in_the_streams_space(shape):
+    import torch
+
+    from edgecond.continual.generative import SizedVAE, sized_hidden, vae_values
+
+    d = shape[0] * shape[1] * shape[2]
+    budget = 10 * 4 * d * 3  # 3 classes at 10 float32 images each
+    h = sized_hidden(shape, budget)
+    mean, std = [0.5] * shape[0], [0.25] * shape[0]
+    vae = SizedVAE(shape, h, stats=(mean, std))
+    values = sum(p.numel() for p in vae.parameters())
+    assert values == vae_values(shape, h) and 4 * values <= budget < 4 * vae_values(shape, h + 1)
+    torch.manual_seed(0)
+    x = vae.generate(5)
+    assert x.shape == (5, *shape) and x.min() >= -2 and x.max() <= 2  # sigmoid pixels, (p - 0.5) / 0.25
+    rec, mu, logvar = vae(torch.randn(4, *shape))
+    assert rec.shape == (4, *shape) and mu.shape == logvar.shape == (4, 16)
+    with pytest.raises(ValueError, match="cannot hold a VAE"):
+        sized_hidden(shape, 4 * d)  # the output layer's biases alone take the whole budget

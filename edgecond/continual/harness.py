@@ -119,7 +119,7 @@ def _run_strategy(name: str, data: Dataset, cfg: ContinualConfig, seed: int, wor
     bench, groups, stats = build_stream(data, cfg.experiences, seed, cfg.normalise)
     model = build_convnet(data.image_shape, data.num_classes, width=cfg.width).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=5e-4)
-    setup = Setup(model, opt, {}, cfg, data, workdir, seed, device, stats)
+    setup = Setup(model, opt, {}, cfg, data, workdir, seed, device, stats, groups)
     plugins = spec.plugins(setup)
     policy = plugins[0].storage_policy if plugins else None
     scores_metric, cost = ClassIncrementalAccuracy(), ReplayCost(policy) if policy else None

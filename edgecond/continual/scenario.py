@@ -10,20 +10,32 @@ import torch
 from ..data import Dataset
 
 
+class _LabelledImages(torch.utils.data.TensorDataset):
+    """(image tensor, int label) items, as Avalanche's own tensor datasets give them."""
+
+    def __getitem__(self, i):
+        x, y = super().__getitem__(i)
+        return x, int(y)
+
+
 def tensor_dataset(x: torch.Tensor, y: torch.Tensor, task_label: int = 0, transform=None):
     """Tensors -> an Avalanche classification dataset whose items are (x, y, task), through
     Avalanche's public dataset classes. The task label is in every item because Avalanche 0.6's
     replay buffers (ParametricBuffer's subsets) add one: a stream without it cannot be collated
-    with their exemplars. `transform` (on image tensors) applies in the train group."""
+    with their exemplars. Labels and task labels are held as Avalanche's own tensor datasets hold
+    them (ints; the task label a constant sequence): iCaRL concatenates and collates such a
+    dataset of exemplars with the stream, which fails on a list of task labels or tensor labels.
+    `transform` (on image tensors) applies in the train group."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from avalanche.benchmarks.utils import DataAttribute, TaskAwareSupervisedClassificationDataset, TransformGroups
+        from avalanche.benchmarks.utils.flat_data import ConstantSequence
 
     y = y.long()
     attrs = [DataAttribute(y.tolist(), "targets"),
-             DataAttribute([task_label] * len(y), "targets_task_labels", use_in_getitem=True)]
+             DataAttribute(ConstantSequence(task_label, len(y)), "targets_task_labels", use_in_getitem=True)]
     groups = TransformGroups({"train": (transform, None), "eval": None}) if transform is not None else None
-    return TaskAwareSupervisedClassificationDataset([torch.utils.data.TensorDataset(x, y)], data_attributes=attrs,
+    return TaskAwareSupervisedClassificationDataset([_LabelledImages(x, y)], data_attributes=attrs,
                                                     transform_groups=groups)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +33,7 @@ class Setup:
     seed: int
     device: str
     stats: tuple | None     # (mean, std) the stream was normalised with, if any
+    groups: list = field(default_factory=list)  # the stream's classes, per experience
 
     def budget(self, precision: str = "fp32") -> int:
         """The buffer's bytes: cfg.ipc images per class at `precision` (fp32: the papers' unit)."""
@@ -182,6 +183,71 @@ def _gdumb(s: Setup, plugins: list):
     return GDumb(model=s.model, optimizer=s.optimizer, mem_size=_mem_size(s), plugins=plugins, **s.common)
 
 
+def _stream_classes(s: Setup):
+    """A plugin giving iCaRL what it reads from `experience.benchmark`: `n_classes_per_exp` and
+    `classes_order`. Avalanche 0.6's iCaRL takes them from an `nc_benchmark` scenario's
+    experiences; the harness's stream (`class_incremental_benchmark`, shared by every strategy)
+    has no such link, and its class split is `Setup.groups`, which this hands to each experience
+    before iCaRL's plugin reads it."""
+    from types import SimpleNamespace
+
+    from avalanche.core import SupervisedPlugin
+
+    split = SimpleNamespace(n_classes_per_exp=[len(g) for g in s.groups],
+                            classes_order=[c for g in s.groups for c in g])
+
+    class StreamClasses(SupervisedPlugin):
+        def before_training_exp(self, strategy, **kwargs):
+            strategy.experience.benchmark = split
+
+    return StreamClasses()
+
+
+def _icarl(s: Setup, plugins: list):
+    """Avalanche's iCaRL on the ConvNet split into its feature extractor and its linear head:
+    herding exemplars (a fixed memory of as many uint8 samples as the bytes hold), iCaRL's
+    distillation loss, nearest-mean-of-exemplars classification."""
+    from torch import nn
+
+    from avalanche.training import ICaRL
+
+    common = {k: v for k, v in s.common.items() if k != "criterion"}  # iCaRL brings its own loss
+    features = nn.Sequential(s.model.features, s.model.flatten)
+    return ICaRL(feature_extractor=features, classifier=s.model.classifier, optimizer=s.optimizer,
+                 memory_size=_mem_size(s), buffer_transform=None, fixed_memory=True,
+                 plugins=[_stream_classes(s), *plugins], **common)
+
+
+def _icarl_bytes(strategy, s: Setup) -> int:
+    icarl = next(p for p in strategy.plugins if hasattr(p, "x_memory"))
+    return sum(len(x) for x in icarl.x_memory) * _sample_bytes(s)
+
+
+def _generative(s: Setup, plugins: list):
+    """Avalanche's GenerativeReplay with a VAE (generative.SizedVAE) whose float32 values fill the
+    budget's bytes, trained by Avalanche's VAETraining after each experience; replayed samples
+    are labelled by the previous model, as Avalanche does."""
+    from avalanche.training import GenerativeReplay, VAETraining
+    from avalanche.training.plugins import EvaluationPlugin, GenerativeReplayPlugin
+
+    import torch
+
+    from .generative import SizedVAE, sized_hidden
+
+    vae = SizedVAE(s.data.image_shape, sized_hidden(s.data.image_shape, s.budget()), stats=s.stats,
+                   device=s.device).to(s.device)
+    generator = VAETraining(model=vae, optimizer=torch.optim.Adam(vae.parameters(), lr=1e-3, weight_decay=1e-4),
+                            train_mb_size=s.cfg.batch_size, train_epochs=s.cfg.epochs, eval_mb_size=512,
+                            device=s.device, plugins=[GenerativeReplayPlugin()],
+                            evaluator=EvaluationPlugin(loggers=[]))
+    return GenerativeReplay(model=s.model, optimizer=s.optimizer, generator_strategy=generator, plugins=plugins,
+                            **s.common)
+
+
+def _generator_bytes(strategy, s: Setup) -> int:
+    return 4 * sum(p.numel() for p in strategy.generator_strategy.model.parameters())
+
+
 NOTHING = "nothing"
 EXEMPLAR_BYTES = "1 byte per pixel of each kept image"
 MODEL_BYTES = "the stored values of every kept model as stored (int8 scales included)"
@@ -215,9 +281,11 @@ register(Strategy("gdumb", "Avalanche's GDumb: a class-balanced buffer, the mode
 register(Strategy("hmn-int8+er-ace", "ER-ACE replaying int8 HMNs instead of real samples: condensed replay on a "
                   "strong learner", "ONNX models", MODEL_BYTES, make=_er_ace_condensed("int8"), condenses="int8",
                   held_bytes=lambda strategy, s: strategy.storage_policy.stored_bytes()))
-# Not registered, and why (Avalanche 0.6): iCaRL needs an NCScenario (nc_benchmark) and fails on the
-# class_incremental_benchmark stream the harness builds; GenerativeReplay's default VAE is
-# hard-wired to 28x28 images and its plugin breaks on streams without task labels -- both need a
-# stream and a generator of our own before they can be compared at equal bytes.
+register(Strategy("icarl", "Avalanche's iCaRL: herding exemplars, distillation, nearest-mean classification",
+                  "real samples", KEPT_SAMPLES, make=_icarl, held_bytes=_icarl_bytes))
+register(Strategy("generative", "Avalanche's GenerativeReplay: a VAE (MLP, float32) sized to the bytes replays "
+                  "samples the previous model labels", "a VAE generator",
+                  "4 bytes x every value of the VAE (encoder too: it goes on training)", make=_generative,
+                  held_bytes=_generator_bytes))
 register(Strategy("joint", "Avalanche's JointTraining on all experiences at once (upper bound)", NOTHING, NOTHING,
                   make=_joint, joint=True))
