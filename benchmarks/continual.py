@@ -45,7 +45,7 @@ def strategies_table(entry: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-EXEMPLAR_STRATEGIES = ("replay", "replay-bytes", "herding", "der++", "er-ace", "gdumb")
+BASELINES = ("replay", "replay-bytes", "herding", "der++", "er-ace", "gdumb", "icarl", "generative")
 
 
 def best_condensed(at: dict) -> dict | None:
@@ -55,12 +55,12 @@ def best_condensed(at: dict) -> dict | None:
 
 
 def verdicts(entry: dict) -> str:
-    """Final accuracy over the seeds: the best condensing strategy against each exemplar strategy
-    (common.verdict_table); sections that kept no per-seed values have none."""
+    """Final accuracy over the seeds: the best condensing strategy against each exemplar strategy and
+    generative replay (common.verdict_table); sections that kept no per-seed values have none."""
     rows = [{"dataset": entry["dataset"], "ipc": entry["ipc"], "method": n, "accuracies": v["final_accuracy_per_seed"],
              "accuracy_mean": v["final_accuracy"]} for n, v in entry["strategies"].items() if "final_accuracy_per_seed" in v]
-    return verdict_table(rows, best_condensed, EXEMPLAR_STRATEGIES, "Final accuracy: the best condensed replay against each "
-                         "exemplar strategy")
+    return verdict_table(rows, best_condensed, BASELINES, "Final accuracy: the best condensed replay against each "
+                         "exemplar strategy and generative replay")
 
 
 def section(entry: dict) -> str:
