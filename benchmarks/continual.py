@@ -45,7 +45,7 @@ def strategies_table(entry: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-BASELINES = ("replay", "replay-bytes", "herding", "der++", "er-ace", "gdumb", "icarl", "generative")
+BASELINES = ("replay", "replay-bytes", "herding", "herding-bytes", "der++", "er-ace", "gdumb", "icarl", "generative")
 
 
 def best_condensed(at: dict) -> dict | None:

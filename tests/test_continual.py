@@ -90,7 +90,7 @@ def test_equal_bytes_accounting(four, models, name):
         assert b == 0
     elif name in ("replay", "herding"):
         assert b == budget // 4  # equal floats: 10 uint8 images per class
-    elif name == "replay-bytes":
+    elif name in ("replay-bytes", "herding-bytes"):
         assert b == budget  # equal bytes: 40 uint8 images per class
     elif name in ("der++", "er-ace", "gdumb", "icarl"):  # Avalanche's own buffers, counted as a device stores them
         per_sample = 64 + (4 * 4 if name == "der++" else 0)  # uint8 pixels (+ DER's fp32 logit per class)
@@ -196,7 +196,7 @@ def test_a_toy_strategy_runs_through_edgecond_continual_without_a_library_change
 def test_the_registry_lists_the_fields_comparisons_and_refuses_a_second_registration():
     from edgecond.continual.strategies import REGISTRY, Strategy, register
 
-    assert {"naive", "replay", "replay-bytes", "herding", "lwf", "der++", "er-ace", "gdumb", "icarl", "generative",
+    assert {"naive", "replay", "replay-bytes", "herding", "herding-bytes", "lwf", "der++", "er-ace", "gdumb", "icarl", "generative",
             "hmn", "hmn-int8", "joint"} <= set(REGISTRY)
     assert all(s.stores and s.bytes_rule for s in REGISTRY.values())
     assert {n for n, s in REGISTRY.items() if s.condenses} == {"hmn", "hmn-fp16", "hmn-int8", "hmn-lwf", "hmn-int8+er-ace"}

@@ -259,6 +259,8 @@ register(Strategy("replay-bytes", "random real exemplars, equal bytes: 4 x ipc u
                   "uint8 real images", EXEMPLAR_BYTES, plugins=_exemplars("fp32")))
 register(Strategy("herding", "herding exemplars (iCaRL's selection), ipc images per class", "uint8 real images",
                   EXEMPLAR_BYTES, plugins=_exemplars("uint8", herding=True)))
+register(Strategy("herding-bytes", "herding exemplars, equal bytes: 4 x ipc uint8 images per class",
+                  "uint8 real images", EXEMPLAR_BYTES, plugins=_exemplars("fp32", herding=True)))
 register(Strategy("lwf", "Learning without Forgetting (Avalanche's LwF)", NOTHING, NOTHING, make=_lwf))
 for _p, _what in (("fp32", ""), ("fp16", ", stored as fp16 (2x the values)"),
                   ("int8", ", stored as int8 (about 4x the values)")):
