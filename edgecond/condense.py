@@ -147,7 +147,7 @@ def _condense_matching(data: Dataset, cfg: CondenseConfig, kind: Kind, *, device
     """Build, warm-start and match a container; prune it back and order its prefixes if `cfg` says so."""
     pruning = cfg.prune.method != "none"
     over = cfg.prune.over_budget if pruning else 0.0
-    sized = sized_config(kind, data, cfg)  # cfg.ipc as the values' worth at cfg.precision
+    sized = sized_config(kind, data, cfg)  # + the values' worth at cfg.precision (sized.values_ipc)
     container = stored_as(kind.build(data, sized, torch.Generator().manual_seed(cfg.seed), over_budget=over),
                           cfg, data)
     m = Matcher(container, data, cfg, device=device, out=out, over_budget=over, kind=kind)

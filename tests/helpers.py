@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from edgecond.config import resolve_config
-from edgecond.kinds import get
+from edgecond.kinds import get, sized_config
 
 # a schedule that runs in a second on digits
 TINY = {"match.outer": 2, "match.inner": 2, "match.net_steps": 1, "match.real_batch": 16, "match.syn_batch": 16,
@@ -27,4 +27,5 @@ def tiny(kind: str, data, ipc: float = 5, **settings):
 def build(kind: str, data, ipc: float = 5, seed: int = 0, over_budget: float = 0.0, cfg=None):
     """A `kind` container at its initial point, as condense builds it."""
     cfg = cfg or cfg_for(kind, data.image_shape, data.num_classes, ipc, settings={"seed": seed})
-    return get(kind).build(data, cfg, torch.Generator().manual_seed(seed), over_budget=over_budget)
+    return get(kind).build(data, sized_config(get(kind), data, cfg), torch.Generator().manual_seed(seed),
+                           over_budget=over_budget)

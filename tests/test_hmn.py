@@ -10,7 +10,7 @@ import torch
 from edgecond.budget import DECODER_LADDER, TABLE7, BudgetError, solve_hmn
 from edgecond.containers.hmn import HMN
 from edgecond.config import ConfigError, Shape
-from edgecond.kinds import QUICK_WARM_START, WIDE_DECODER_SCHEDULE, hmn_shape
+from edgecond.kinds import QUICK_WARM_START, WIDE_DECODER_SCHEDULE, hmn_shape, storage_ipc, with_values
 from edgecond.matching import ConvergenceError, Matcher
 from helpers import build, cfg_for, tiny
 
@@ -132,7 +132,8 @@ def test_decoder_rules_reach_every_hmn_shape():
     cifar = Shape((3, 32, 32), 10)
 
     def shape(ipc, preset="quick", **settings):
-        return hmn_shape(cifar, cfg_for("hmn", (3, 32, 32), 10, ipc, preset, settings))
+        cfg = cfg_for("hmn", (3, 32, 32), 10, ipc, preset, settings)
+        return hmn_shape(cifar, with_values(cfg, storage_ipc(cfg)))
 
     assert shape(10).hidden == (64, 32)  # the capped surplus widens the decoder
     assert shape(1).hidden == (10, 6)  # the cap does not bind at 1 IPC

@@ -56,7 +56,7 @@ class BrightnessContainer(Container):
 def build_brightness(data, cfg, gen, over_budget=0.0):
     """Within the budget: one base image per class, the rest of it in per-instance offsets (capped at 8)."""
     per_image = int(np.prod(data.image_shape))
-    instances = min(8, (whole_ipc("toy-brightness", cfg.ipc) - 1) * per_image)
+    instances = min(8, (whole_ipc("toy-brightness", cfg.values_ipc) - 1) * per_image)
     cont = BrightnessContainer(data.num_classes, data.image_shape, instances)
     with torch.no_grad():
         cont.base.copy_(torch.stack([data.class_images(c).mean(0) for c in range(data.num_classes)]))

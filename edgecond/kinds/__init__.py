@@ -14,9 +14,10 @@ One `Kind` registration carries everything edgecond needs to know about a kind:
 * `presets`    named data: dotted config keys per preset (config.py's layer 3);
 * `rule`       a derived default computed from the budget (config.py's layer 5).
 
-A kind's `build` sizes its container for `cfg.ipc` float32 images' worth of values and knows
-nothing of storage precision: `sized_config` hands it the IPC at which the container, stored at
-`cfg.precision`, fits the byte budget (fp16 gets 2x the values, int8 about 4x less its scales),
+A kind's `build` gets a `SizedConfig`: the run's config (`ipc` is the budget, float32 images
+per class, everywhere) and `values_ipc`, the images' worth of values the container holds so
+that, stored at `cfg.precision`, it fits the byte budget (fp16 gets 2x the values, int8 about 4x
+less its scales). `sized_config` computes it; the build knows nothing else of storage precision,
 and `stored_as` makes the container read its values as stored from then on.
 
 The CLI's choices, the benchmarks and the tests read `KINDS`; config.validate refuses a
@@ -29,7 +30,7 @@ haba; coresets.py: random, herding), imported below in that order.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 import torch
@@ -39,6 +40,18 @@ from ..config import CondenseConfig, ConfigError, Shape
 from ..containers import Container
 from ..data import Dataset
 from ..quantise import BYTES_PER_VALUE
+
+
+@dataclass(frozen=True)
+class SizedConfig(CondenseConfig):
+    """A run's config and what a kind's build sizes for: `values_ipc` images' worth of values per
+    class at `precision`. `ipc` keeps its one meaning, the byte budget in float32 images."""
+
+    values_ipc: float = 0.0
+
+
+def with_values(cfg: CondenseConfig, values_ipc: float) -> SizedConfig:
+    return SizedConfig(**{f.name: getattr(cfg, f.name) for f in fields(CondenseConfig)}, values_ipc=values_ipc)
 
 
 @dataclass(frozen=True)
@@ -54,7 +67,7 @@ class Kind:
     contrast: bool = False
     project: Callable[[Container, tuple[torch.Tensor, torch.Tensor]], None] | None = None
     param_groups: Callable[[Container, float], list[dict]] | None = None
-    in_budget_instances: Callable[[Shape, CondenseConfig], int] | None = None  # prunable kinds
+    in_budget_instances: Callable[[Shape, SizedConfig], int] | None = None  # prunable kinds
     container_keys: tuple[str, ...] = ()  # the ContainerConfig fields its build reads (others are refused)
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     rule: Callable[[CondenseConfig, Shape, frozenset], CondenseConfig] | None = None
@@ -120,15 +133,15 @@ def stored_as(container: Container, cfg: CondenseConfig, data: Dataset) -> Conta
     return container
 
 
-def sized_config(kind: Kind, data: Dataset, cfg: CondenseConfig) -> CondenseConfig:
-    """`cfg` with `ipc` replaced by the values' worth `kind.build` sizes for, so that the container
-    stored at `cfg.precision` fits the byte budget: `storage_ipc`, shrunk while int8's per-channel
-    scales and fp32 vectors push it over (a few percent). fp32 and fp16 fit at once, so an fp32
-    budget builds exactly the container it always did."""
+def sized_config(kind: Kind, data: Dataset, cfg: CondenseConfig) -> SizedConfig:
+    """`cfg` with the values' worth `kind.build` sizes for, so that the container stored at
+    `cfg.precision` fits the byte budget: `storage_ipc`, shrunk while int8's per-channel scales
+    and fp32 vectors push it over (a few percent). fp32 and fp16 fit at once, so an fp32 budget
+    builds exactly the container it always did."""
     limit = budget_bytes(cfg, Shape(data.image_shape, data.num_classes))
     ipc = storage_ipc(cfg)
     for _ in range(100):
-        sized = replace(cfg, ipc=ipc)
+        sized = with_values(cfg, ipc)
         if not kind.matched:
             return sized  # whole real images: no scales, the count is the floor of the values' worth
         probe = stored_as(kind.build(data, sized, torch.Generator().manual_seed(0)), cfg, data)

@@ -11,7 +11,7 @@ from ..budget import HMNShape, solve_hmn
 from ..config import CondenseConfig, ConfigError, Shape, apply
 from ..containers import HMN
 from ..data import Dataset
-from . import Kind, register, storage_ipc
+from . import Kind, SizedConfig, register, storage_ipc, with_values
 
 def parse_decoder(spec: str) -> tuple[tuple[int, ...] | None, bool]:
     """ContainerConfig.decoder -> (explicit widths or None, widen with the capped surplus)."""
@@ -26,15 +26,15 @@ def parse_decoder(spec: str) -> tuple[tuple[int, ...] | None, bool]:
     return widths, False
 
 
-def hmn_shape(shape: Shape, cfg: CondenseConfig, over_budget: float = 0.0) -> HMNShape:
-    """The HMN `cfg` condenses at its budget: the solver, with the container section's rules."""
+def hmn_shape(shape: Shape, cfg: SizedConfig, over_budget: float = 0.0) -> HMNShape:
+    """The HMN `cfg` condenses at its values' worth: the solver, with the container section's rules."""
     hidden, widen = parse_decoder(cfg.container.decoder)
-    return solve_hmn(shape.image_shape, shape.num_classes, cfg.ipc, over_budget=over_budget,
+    return solve_hmn(shape.image_shape, shape.num_classes, cfg.values_ipc, over_budget=over_budget,
                      instance_channels=cfg.container.instance_channels,
                      max_instances=cfg.container.max_instances or None, hidden=hidden, widen_decoder=widen)
 
 
-def build_hmn(data: Dataset, cfg: CondenseConfig, gen: torch.Generator, over_budget: float = 0.0) -> HMN:
+def build_hmn(data: Dataset, cfg: SizedConfig, gen: torch.Generator, over_budget: float = 0.0) -> HMN:
     shape = hmn_shape(Shape(data.image_shape, data.num_classes), cfg, over_budget)
     cont = HMN(**shape.hmn_kwargs())
     cont.init_memories(gen)
@@ -61,7 +61,7 @@ WIDE_DECODER_SCHEDULE = {"match.warm_start": 4 * QUICK_WARM_START, "match.decode
 
 def wide_decoder(shape: Shape, cfg: CondenseConfig) -> bool:
     """Whether `cfg` condenses an HMN whose decoder is wider than the budget solver's tiers'."""
-    cfg = replace(cfg, ipc=storage_ipc(cfg))  # the values it will hold at its precision
+    cfg = with_values(cfg, storage_ipc(cfg))  # the values it will hold at its precision
     tiers = replace(cfg, container=replace(cfg.container, decoder="tiers"))
     return sum(hmn_shape(shape, cfg).hidden) > sum(hmn_shape(shape, tiers).hidden)
 

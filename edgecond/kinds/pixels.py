@@ -6,23 +6,23 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..config import CondenseConfig, ConfigError
+from ..config import ConfigError
 from ..containers import IDCContainer, PixelContainer
 from ..containers.haba import HaBa, solve_haba
 from ..data import Dataset
-from . import Kind, clamp_pixels, real_images, register, whole_ipc
+from . import Kind, SizedConfig, clamp_pixels, real_images, register, whole_ipc
 
-def build_pixel(data: Dataset, cfg: CondenseConfig, gen: torch.Generator, over_budget: float = 0.0):
-    ipc = whole_ipc("pixel", cfg.ipc)
+def build_pixel(data: Dataset, cfg: SizedConfig, gen: torch.Generator, over_budget: float = 0.0):
+    ipc = whole_ipc("pixel", cfg.values_ipc)
     cont = PixelContainer(data.num_classes, data.image_shape, ipc, kind="pixel")
     with torch.no_grad():
         cont.pixels.copy_(real_images(data, ipc, gen))
     return cont
 
 
-def build_idc(data: Dataset, cfg: CondenseConfig, gen: torch.Generator, over_budget: float = 0.0):
+def build_idc(data: Dataset, cfg: SizedConfig, gen: torch.Generator, over_budget: float = 0.0):
     """IDC's "mix" init: each stored image tiles 4 real images downsized by 2."""
-    ipc = whole_ipc("idc", cfg.ipc)
+    ipc = whole_ipc("idc", cfg.values_ipc)
     cont = IDCContainer(data.num_classes, data.image_shape, ipc, factor=2)
     real = real_images(data, 4 * ipc, gen)  # (K, 4n, C, H, W)
     k, _, c, h, w = real.shape
@@ -34,9 +34,9 @@ def build_idc(data: Dataset, cfg: CondenseConfig, gen: torch.Generator, over_bud
     return cont
 
 
-def build_haba(data: Dataset, cfg: CondenseConfig, gen: torch.Generator, over_budget: float = 0.0):
+def build_haba(data: Dataset, cfg: SizedConfig, gen: torch.Generator, over_budget: float = 0.0):
     try:
-        cont = HaBa(**solve_haba(data.image_shape, data.num_classes, cfg.ipc))
+        cont = HaBa(**solve_haba(data.image_shape, data.num_classes, cfg.values_ipc))
     except ValueError as e:
         raise ConfigError(str(e)) from e
     real = real_images(data, cont.n_bases, gen)
