@@ -15,6 +15,7 @@ from edgecond_device.names import listed
 from edgecond_device.units import PRECISIONS
 
 from . import __version__
+from .config import LOGGERS, NORMALISATIONS, PRESETS, ContinualConfig, ContinualRun
 
 
 def _log(msg: str) -> None:
@@ -460,23 +461,26 @@ def export(container, onnx_path, precision, opset, ort_format, as_json):
 
 
 @main.command()
-@click.option("--dataset", default=None, help="Dataset name (default: digits).")
-@click.option("--experiences", type=int, default=None, help="Experiences the classes are split into (default: 5).")
+@click.option("--dataset", default=None, help=f"Dataset name (default: {ContinualRun.dataset}).")
+@click.option("--experiences", type=int, default=None,
+              help=f"Experiences the classes are split into (default: {ContinualConfig.experiences}).")
 @click.option("--strategies", default=None,
-              help="Comma-separated names from `edgecond strategies` (default: naive,replay,replay-bytes,herding,"
-                   "lwf,hmn,hmn-lwf,joint).")
+              help=f"Comma-separated names from `edgecond strategies` (default: {','.join(ContinualRun.strategies)}).")
 @click.option("--budget-ipc", type=float, default=None,
-              help="Replay budget per class, the bytes of this many float32 images (default: 10; replay-bytes holds "
-                   "4x as uint8 images; hmn-fp16 and hmn-int8 condense 2x and about 4x the values into them).")
+              help=f"Replay budget per class, the bytes of this many float32 images (default: {ContinualConfig.ipc:g}; "
+                   "replay-bytes holds 4x as uint8 images; hmn-fp16 and hmn-int8 condense 2x and about 4x the "
+                   "values into them).")
 @click.option("--device-budget", default=None,
               help="Images per class the device replays at each experience, e.g. 50,20,10,5 (multisize prefixes).")
-@click.option("--epochs", type=int, default=None, help="Training epochs per experience (default: 20).")
-@click.option("--normalise", type=click.Choice(["first-experience", "none"]), default=None,
-              help="The stream's normalisation: the first experience's statistics (default: a device calibrating "
-                   "on its first data), or none ([0, 1] pixels).")
-@click.option("--seeds", type=int, default=None, help="Seeds (class order + init) 0..N-1 (default: 1).")
-@click.option("--preset", type=click.Choice(["quick", "paper"]), default=None,
-              help="Condensation preset of the condensing strategies (default: quick).")
+@click.option("--epochs", type=int, default=None,
+              help=f"Training epochs per experience (default: {ContinualConfig.epochs}).")
+@click.option("--normalise", type=click.Choice(NORMALISATIONS), default=None,
+              help="The stream's normalisation: first-experience, its first experience's statistics (a device "
+                   f"calibrating on its first data), or none ([0, 1] pixels) (default: {ContinualConfig.normalise}).")
+@click.option("--seeds", type=int, default=None,
+              help=f"Seeds (class order + init) 0..N-1 (default: {ContinualRun.seeds}).")
+@click.option("--preset", type=click.Choice(PRESETS), default=None,
+              help=f"Condensation preset of the condensing strategies (default: {ContinualConfig.preset}).")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Run directory: config.json, results.json/.md/.csv, accuracy.png, condensed models.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -485,7 +489,7 @@ def export(container, onnx_path, precision, opset, ort_format, as_json):
               help="Any setting: a run's (epochs=5, lr=0.02, strategies=naive,hmn) or a condensation one of the "
                    "condensing strategies (match.outer=2), as for `edgecond condense --set`.")
 @click.option("--loggers", default=None,
-              help="Avalanche loggers, comma-separated: text, csv, tensorboard (written under OUT/logs/).")
+              help=f"Avalanche loggers, comma-separated: {', '.join(LOGGERS)} (written under OUT/logs/).")
 @click.option("--resume", is_flag=True,
               help="Keep what OUT already holds for these settings: finished strategies and seeds, and the "
                    "HMN condensations' checkpoints.")

@@ -171,6 +171,48 @@ def eval_config(preset: str = "quick", **overrides) -> EvalConfig:
     return replace(EvalConfig(), **{**EVAL_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}})
 
 
+# --------------------------------------------------------------------------- `edgecond continual`'s settings
+# Here, beside condense's, so the CLI shows their defaults without importing Avalanche;
+# edgecond/continual/config.py resolves and checks them.
+
+NORMALISATIONS = ("first-experience", "none")  # the stream's: its first experience's statistics, or [0, 1] pixels
+LOGGERS = ("text", "csv", "tensorboard")       # Avalanche's loggers `edgecond continual` can write
+DEFAULT_STRATEGIES = ("naive", "replay", "replay-bytes", "herding", "lwf", "hmn", "hmn-lwf", "joint")
+
+
+@dataclass(frozen=True)
+class ContinualConfig:
+    """What every strategy of a run shares (continual/config.py resolves it from the CLI's layers)."""
+
+    experiences: int = 5
+    ipc: float = 10.0                 # buffer budget per class, in images-per-class of float32
+    epochs: int = 20                  # training epochs per experience
+    batch_size: int = 64
+    lr: float = 0.01
+    width: int = 64
+    lwf_alpha: float = 1.0
+    lwf_temperature: float = 2.0
+    preset: str = "quick"             # condensation preset for the HMN strategies
+    device_budget: tuple[int, ...] = ()  # images per class replayed per experience
+    condense_settings: dict = field(default_factory=dict)   # dotted config keys, e.g. {"match.outer": 2}
+    normalise: str = "first-experience"  # the stream's: first experience's statistics, or none (pixels)
+    loggers: tuple[str, ...] = ()                           # Avalanche loggers: text, csv, tensorboard
+    log_dir: str | None = None                              # where they write (one folder per run)
+
+
+@dataclass(frozen=True)
+class ContinualRun:
+    """Everything `edgecond continual` runs: written to OUT/config.json, read back by --config."""
+
+    dataset: str = "digits"
+    strategies: tuple[str, ...] = DEFAULT_STRATEGIES
+    seeds: int = 1                                   # seeds 0..seeds-1 (class order and initialisation)
+    continual: ContinualConfig = field(default_factory=ContinualConfig)
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+
 # --------------------------------------------------------------------------- dotted keys
 
 def leaf_keys(cls=CondenseConfig, prefix: str = "") -> dict[str, Any]:

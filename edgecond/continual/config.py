@@ -15,29 +15,13 @@ from __future__ import annotations
 import json
 import math
 import typing
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..config import LEAVES, PRESETS, ConfigError, canonical_key, coerce_to
-from .harness import LOGGERS, NORMALISE, ContinualConfig
+from ..config import (LEAVES, LOGGERS, NORMALISATIONS, PRESETS, ConfigError, ContinualConfig, ContinualRun, canonical_key,
+                      coerce_to)
 from .strategies import REGISTRY
-
-DEFAULT_STRATEGIES = ("naive", "replay", "replay-bytes", "herding", "lwf", "hmn", "hmn-lwf", "joint")
-
-
-@dataclass(frozen=True)
-class ContinualRun:
-    """Everything `edgecond continual` runs: written to OUT/config.json, read back by --config."""
-
-    dataset: str = "digits"
-    strategies: tuple[str, ...] = DEFAULT_STRATEGIES
-    seeds: int = 1                                   # seeds 0..seeds-1 (class order and initialisation)
-    continual: ContinualConfig = field(default_factory=ContinualConfig)
-
-    def to_dict(self) -> dict:
-        return json.loads(json.dumps(asdict(self)))
-
 
 RUN_KEYS = {k: t for k, t in typing.get_type_hints(ContinualRun).items() if k != "continual"}
 CONFIG_KEYS = {k: t for k, t in typing.get_type_hints(ContinualConfig).items() if k not in ("condense_settings", "log_dir")}
@@ -124,7 +108,7 @@ def check(run: ContinualRun) -> None:
     bad = [s for s in run.strategies if s not in REGISTRY]
     if bad:
         raise ConfigError(f"unknown strategy {bad[0]!r}; choose from {', '.join(REGISTRY)}")
-    for key, value, choices in (("preset", cfg.preset, PRESETS), ("normalise", cfg.normalise, NORMALISE)):
+    for key, value, choices in (("preset", cfg.preset, PRESETS), ("normalise", cfg.normalise, NORMALISATIONS)):
         if value not in choices:
             raise ConfigError(f"{key}={value!r}: choose one of {', '.join(choices)}")
     bad = [n for n in cfg.loggers if n not in LOGGERS]

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from ..config import LOGGERS, ContinualConfig
 from ..data import Dataset
 from ..models import build_convnet
 from .metrics import ClassIncrementalAccuracy, ReplayCost, class_incremental_scores
@@ -28,32 +29,6 @@ from .storage import ipc_bytes
 from .strategies import REGISTRY, Setup, get
 
 STRATEGIES = REGISTRY  # name -> Strategy (strategies.py)
-LOGGERS = ("text", "csv", "tensorboard")
-
-
-NORMALISE = ("first-experience", "none")
-
-
-@dataclass(frozen=True)
-class ContinualConfig:
-    """What every strategy of a run shares (continual/config.py resolves it from the CLI's layers)."""
-
-    experiences: int = 5
-    ipc: float = 10.0                 # buffer budget per class, in images-per-class of float32
-    epochs: int = 20                  # training epochs per experience
-    batch_size: int = 64
-    lr: float = 0.01
-    width: int = 64
-    lwf_alpha: float = 1.0
-    lwf_temperature: float = 2.0
-    preset: str = "quick"             # condensation preset for the HMN strategies
-    device_budget: tuple[int, ...] = ()  # images per class replayed per experience
-    condense_settings: dict = field(default_factory=dict)   # dotted config keys, e.g. {"match.outer": 2}
-    normalise: str = "first-experience"  # the stream's: first experience's statistics, or none (pixels)
-    loggers: tuple[str, ...] = ()                           # Avalanche loggers: text, csv, tensorboard
-    log_dir: str | None = None                              # where they write (one folder per run)
-
-
 def _evaluator(cfg: ContinualConfig, name: str, seed: int, extra: list):
     """Avalanche's EvaluationPlugin with our metrics (`extra`), Avalanche's accuracy per experience,
     and the chosen loggers, each writing under log_dir/<strategy>-s<seed>/. Returns (plugin,

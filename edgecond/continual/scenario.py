@@ -7,6 +7,7 @@ import warnings
 
 import torch
 
+from ..config import NORMALISATIONS
 from ..data import Dataset
 
 
@@ -54,9 +55,6 @@ def split_classes(order: list[int], experiences: int) -> list[list[int]]:
         out.append(order[start:start + n])
         start += n
     return out
-
-
-NORMALISATIONS = ("first-experience", "none")
 
 
 def build_stream(data: Dataset, experiences: int, seed: int, normalise: str = "first-experience"):
