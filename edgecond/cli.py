@@ -16,6 +16,7 @@ from edgecond_device.units import PRECISIONS
 
 from . import __version__
 from .config import LOGGERS, NORMALISATIONS, PRESETS, ContinualConfig, ContinualRun
+from .resources import DEVICES
 
 
 def _log(msg: str) -> None:
@@ -60,7 +61,7 @@ def _device(ctx, param, value):
         raise click.BadParameter(str(e)) from None
 
 
-device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+device_option = click.option("--device", type=click.Choice(DEVICES), default="auto",
                              show_default=True, callback=_device,
                              help="Where torch computes: auto is CUDA when torch sees a GPU, else the CPU.")
 
