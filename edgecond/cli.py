@@ -15,7 +15,7 @@ from edgecond_device.names import listed
 from edgecond_device.units import PRECISIONS
 
 from . import __version__
-from .config import LOGGERS, NORMALISATIONS, PRESETS, ContinualConfig, ContinualRun
+from .config import EVAL_PRESETS, LOGGERS, NORMALISATIONS, PRESETS, ContinualConfig, ContinualRun
 from .resources import DEVICES
 
 
@@ -165,7 +165,7 @@ def run_options(f):
                           "best at equal bytes measured (docs/results.md). Default: fp32 with --ipc (the "
                           "papers' containers), int8 with --budget. Matching generates from the values as "
                           "stored, so the export is exact."),
-        click.option("--preset", type=click.Choice(["quick", "paper"]), default=None,
+        click.option("--preset", type=click.Choice(PRESETS), default=None,
                      help="quick (default): sized for minutes on a CPU; paper: the papers' schedules (GPU)."),
         click.option("--seed", type=int, default=None, help="Seed of the condensation and the val split (default 0)."),
         click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -328,7 +328,7 @@ def config_cmd(dataset, classes, ipc, budget, kind, precision, preset, seed, con
 @click.option("--dataset", default=None, help="Dataset to test on (default: the one the container was made from).")
 @click.option("--classes", default=None, help="Class indices (default: the container's).")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Evaluation networks trained (seeds 0..N-1).")
-@click.option("--preset", type=click.Choice(["quick", "paper"]), default=None,
+@click.option("--preset", type=click.Choice(tuple(EVAL_PRESETS)), default=None,
               help="quick: 1000 SGD steps (CPU); paper: HMN paper App. C.2 (2000 epochs). Default: the run's "
                    "config.json `eval` section, else quick.")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Override the number of training steps.")
