@@ -89,19 +89,25 @@ def main() -> None:
     ap.add_argument("--budgets", default=None, help="override the per-dataset IPC budgets, e.g. 10")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--fresh", action="store_true", help="recompute run directories that already hold results")
+    ap.add_argument("--run-dir-suffix", default="",
+                    help="run in benchmarks/runs/continual-<dataset>-ipc<B><SUFFIX> (a run directory is locked while "
+                         "a run uses it): two runs of one section's strategies side by side; the per-seed results go "
+                         "to the section's results/continual-seeds/ folder either way, and a later run of all the "
+                         "strategies reuses them")
     args = parse(ap)
     sections = previous_sections()
     for name in args.datasets:
         data = load_dataset(name)
         for ipc in [float(b) for b in args.budgets.split(",")] if args.budgets else BUDGETS[short(name)]:
-            out = RUNS / f"continual-{short(name)}-ipc{ipc:g}"
+            section = f"continual-{short(name)}-ipc{ipc:g}"
+            out = RUNS / (section + args.run_dir_suffix)
             # the published rows condensed their HMN buffers plainly (common.PLAIN, as before multisize
             # became the buffers' default); `edgecond continual` itself now uses the library's defaults
             cfg = ContinualConfig(experiences=5, ipc=ipc, epochs=args.epochs, condense_settings=PLAIN)
             # finished (strategy, seed) results are kept beside the tables: commit them, and a run
             # too long for one machine's session resumes on the next from what was committed
             res = run_continual(data, args.strategies.split(","), cfg, seeds=args.seeds, out=out,
-                                reuse=not args.fresh, seed_dir=RESULTS / "continual-seeds" / out.name)
+                                reuse=not args.fresh, seed_dir=RESULTS / "continual-seeds" / section)
             plot_seen_accuracy(res, RESULTS / f"continual-{short(name)}-ipc{ipc:g}.png")
             for v in res["strategies"].values():
                 v.pop("runs")
