@@ -264,3 +264,33 @@ def test_the_vae_fills_its_bytes_and_generates_in_the_streams_space(shape):
     assert rec.shape == (4, *shape) and mu.shape == logvar.shape == (4, 16)
     with pytest.raises(ValueError, match="cannot hold a VAE"):
         sized_hidden(shape, 4 * d)  # the output layer's biases alone take the whole budget
+
+
+def test_icarls_rounded_quotas_stay_within_the_bytes_after_every_experience():
+    """Avalanche's iCaRL keeps ceil(memory / classes seen) per class; the memory it is given keeps
+    that within the samples the bytes hold at every point of the stream, not only at its end."""
+    import math
+    from types import SimpleNamespace
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    import edgecond.continual.strategies as strategies
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.integers(1, 2000), st.lists(st.integers(1, 7), min_size=1, max_size=8))
+    def check(cap, sizes):
+        groups = [list(range(n)) for n in sizes]
+        setup = SimpleNamespace(groups=groups)
+        cap = max(cap, sum(sizes))  # _mem_size keeps at least one sample per class
+        real = strategies._mem_size
+        strategies._mem_size = lambda s, logits=False: cap
+        try:
+            memory = strategies._icarl_memory(setup)
+        finally:
+            strategies._mem_size = real
+        seen = [sum(sizes[:i + 1]) for i in range(len(sizes))]
+        assert 1 <= memory <= cap
+        assert all(math.ceil(memory / k) * k <= cap for k in seen)
+
+    check()
