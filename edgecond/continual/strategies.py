@@ -221,9 +221,8 @@ def _icarl(s: Setup, plugins: list):
     """Avalanche's iCaRL on the ConvNet split into its feature extractor and its linear head:
     herding exemplars (a fixed memory of as many uint8 samples as the bytes hold), iCaRL's
     distillation loss, nearest-mean-of-exemplars classification."""
-    from torch import nn
-
     from avalanche.training import ICaRL
+    from torch import nn
 
     common = {k: v for k, v in s.common.items() if k != "criterion"}  # iCaRL brings its own loss
     features = nn.Sequential(s.model.features, s.model.flatten)
@@ -241,10 +240,9 @@ def _generative(s: Setup, plugins: list):
     """Avalanche's GenerativeReplay with a VAE (generative.SizedVAE) whose float32 values fill the
     budget's bytes, trained by Avalanche's VAETraining after each experience; replayed samples
     are labelled by the previous model, as Avalanche does."""
+    import torch
     from avalanche.training import GenerativeReplay, VAETraining
     from avalanche.training.plugins import EvaluationPlugin, GenerativeReplayPlugin
-
-    import torch
 
     from .generative import SizedVAE, sized_hidden
 
