@@ -68,8 +68,8 @@ def headline(data: dict) -> str:
             cell = fmt(r["accuracies"]) + (f" ({len(r['seeds'])} seeds)" if len(r["seeds"]) != 3 else "")
             cell = f"**{cell}**" if k == "hmn" else cell
             rerun = reruns.get((ipc, k))
-            if rerun:
-                cell += " ✓" if rerun["identical"] else f" ✗ (rerun: {fmt(rerun['today'])})"
+            if rerun:  # the row holds what the rerun gave (reproduce.py --adopt may have made it so)
+                cell += " ✓" if rerun["today"] == r["accuracies"] else f" ✗ (rerun: {fmt(rerun['today'])})"
             cells.append(cell)
         lines.append(f"| {ipc} | " + " | ".join(cells) + " |")
     dates = sorted({r["provenance"]["date"][:10] for r in reruns.values()})
@@ -77,6 +77,13 @@ def headline(data: dict) -> str:
                   f"--method KIND --threads 1` ({', '.join(dates) or 'none yet'}, "
                   f"{next(iter(reruns.values()))['provenance']['machine'] if reruns else ''}): identical seed for "
                   "seed; ✗: the rerun differs (it is shown); unmarked: not rerun yet (results/reproduce.md)."]
+    for (ipc, k), r in sorted(rows.items()):
+        for old in r.get("superseded", []) if k in kinds else []:
+            p = old["provenance"]
+            lines.append("")
+            lines.append(f"Until {old['until']} the {k} cell at {ipc} IPC read {fmt(old['accuracies'])} "
+                         f"({p.get('date', '')[:10]}, commit {p.get('commit', '?')}, {p.get('machine', 'CPU not recorded')}): "
+                         f"{old['reason']}")
     return "\n".join(lines)
 
 

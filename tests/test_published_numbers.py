@@ -116,3 +116,29 @@ def test_a_backfilled_row_is_traced_by_its_per_seed_values_through_a_rename():
     prov = provenance.backfilled("condense", renamed, (sha, date, hist[1][2]))
     assert prov["commit"] == "b" * 12 and prov["threads"] == 2 and prov["backfilled"]
     assert "--method hmn-cold --threads 2" in prov["rerun"]
+
+
+def test_adopting_a_rerun_keeps_the_values_it_replaces_and_the_headline_says_so(tmp_path, monkeypatch):
+    """reproduce.py --adopt: the row takes its rerun's values, the old ones stay under
+    `superseded` with the reason, and the headline marks the cell rerun and prints the old values."""
+    reproduce = pytest.importorskip("reproduce")
+    prov_old = {"date": "2026-11-23T16:28:41", "commit": "aaaa", "machine": "old CPU"}
+    prov_new = {"date": "2026-12-07T01:35:00", "commit": "bbbb", "machine": "new CPU"}
+    rows = [{"dataset": "cifar10_mini", "ipc": ipc, "method": k, "accuracies": [0.5, 0.52, 0.51], "seeds": [0, 1, 2],
+             "accuracy_mean": 0.51, "accuracy_std": 0.01, "provenance": prov_old}
+            for ipc in (1, 10) for k in ("random", "pixel", "idc", "haba", "hmn")]
+    (tmp_path / "condense.json").write_text(json.dumps({"rows": rows}))
+    rerun = {"source": "condense", "dataset": "cifar10_mini", "ipc": 10, "method": "hmn", "published": [0.5, 0.52, 0.51],
+             "today": [0.49, 0.5, 0.51], "identical": False, "today_mean_std": [0.5, 0.01], "provenance": prov_new}
+    (tmp_path / "reproduce.json").write_text(json.dumps({"rows": [rerun]}))
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path)
+    reproduce.adopt("condense", ("cifar10_mini", 10, "hmn"), "another CPU")
+    row = next(r for r in json.loads((tmp_path / "condense.json").read_text())["rows"]
+               if (r["ipc"], r["method"]) == (10, "hmn"))
+    assert row["accuracies"] == [0.49, 0.5, 0.51] and row["provenance"] == prov_new
+    assert row["superseded"] == [{"accuracies": [0.5, 0.52, 0.51], "accuracy_mean": 0.51, "accuracy_std": 0.01,
+                                  "provenance": prov_old, "until": "2026-12-07", "reason": "another CPU"}]
+    monkeypatch.setattr(tables, "payload", lambda name: json.loads((tmp_path / f"{name}.json").read_text()))
+    view = tables.headline(json.loads((tmp_path / "condense.json").read_text()))
+    assert "**50.0 ± 1.0** ✓" in view  # the adopted values, marked reproduced
+    assert "Until 2026-12-07 the hmn cell at 10 IPC read 51.0 ± 1.0 (2026-11-23, commit aaaa, old CPU): another CPU" in view
