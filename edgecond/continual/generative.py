@@ -1,7 +1,8 @@
 """A VAE generator for Avalanche's GenerativeReplay, sized to a buffer's bytes.
 
-Avalanche 0.6's own `MlpVAE` has fixed hidden widths (400 and 128: 2.5 M values on 32x32x3
-images, ten times the 10-IPC CIFAR budget) and its decoder ends in MNIST's normalisation. This
+Avalanche 0.6's own `MlpVAE` has fixed hidden widths (400 and 128: 2.1 M values on 32x32x3
+images, about 7x the 10-IPC CIFAR budget's 307,200 floats) and its decoder ends in MNIST's
+normalisation. This
 one keeps `MlpVAE`'s design -- an MLP encoder to a Gaussian latent, an MLP decoder, Avalanche's
 `VAE_loss` and `VAETraining` -- with the width chosen so that every value it keeps (encoder
 included: the device goes on training it) fits the bytes at float32, and with its output in the
