@@ -341,3 +341,18 @@ def test_a_failed_export_names_the_experience_the_model_and_the_way_out(plain_te
     assert again.models[0]["path"] == run.with_suffix(".onnx") and again.models[0]["path"].is_file()
     import shutil
     shutil.rmtree(run.parent)
+
+
+def test_replayed_items_take_the_label_type_of_the_stream_they_are_collated_with():
+    """Avalanche's own tensor datasets give int labels, a stream over a plain TensorDataset 0-d
+    tensors; a default collate of both fails, so the replay dataset copies the stream's."""
+    from edgecond.continual.scenario import tensor_dataset
+    from edgecond.continual.storage import replay_dataset
+
+    x, y = torch.rand(6, *SHAPE), torch.tensor([0, 1, 2, 3, 0, 1])
+    for tensor_labels in (False, True):
+        stream = tensor_dataset(x, y, tensor_labels=tensor_labels)
+        replay = replay_dataset(x[:2], y[:2], like=stream)
+        assert isinstance(replay[0][1], torch.Tensor) == tensor_labels == isinstance(stream[0][1], torch.Tensor)
+        batch = next(iter(torch.utils.data.DataLoader(torch.utils.data.ConcatDataset([stream, replay]), batch_size=8)))
+        assert batch[1].tolist() == y.tolist() + y[:2].tolist()

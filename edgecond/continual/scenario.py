@@ -19,14 +19,21 @@ class _LabelledImages(torch.utils.data.TensorDataset):
         return x, int(y)
 
 
-def tensor_dataset(x: torch.Tensor, y: torch.Tensor, task_label: int = 0, transform=None):
+def labelled_images(x: torch.Tensor, y: torch.Tensor, tensor_labels: bool = False) -> torch.utils.data.Dataset:
+    """(image, label) items: int labels (Avalanche's tensor datasets), or 0-d tensors."""
+    return torch.utils.data.TensorDataset(x, y) if tensor_labels else _LabelledImages(x, y)
+
+
+def tensor_dataset(x: torch.Tensor, y: torch.Tensor, task_label: int = 0, transform=None, tensor_labels: bool = False):
     """Tensors -> an Avalanche classification dataset whose items are (x, y, task), through
     Avalanche's public dataset classes. The task label is in every item because Avalanche 0.6's
     replay buffers (ParametricBuffer's subsets) add one: a stream without it cannot be collated
     with their exemplars. Labels and task labels are held as Avalanche's own tensor datasets hold
     them (ints; the task label a constant sequence): iCaRL concatenates and collates such a
     dataset of exemplars with the stream, which fails on a list of task labels or tensor labels.
-    `transform` (on image tensors) applies in the train group."""
+    `tensor_labels`: 0-d tensor labels instead, as a stream over a plain TensorDataset gives them
+    (a replay dataset must match the stream it is collated with). `transform` (on image
+    tensors) applies in the train group."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from avalanche.benchmarks.utils import DataAttribute, TaskAwareSupervisedClassificationDataset, TransformGroups
@@ -36,7 +43,7 @@ def tensor_dataset(x: torch.Tensor, y: torch.Tensor, task_label: int = 0, transf
     attrs = [DataAttribute(y.tolist(), "targets"),
              DataAttribute(ConstantSequence(task_label, len(y)), "targets_task_labels", use_in_getitem=True)]
     groups = TransformGroups({"train": (transform, None), "eval": None}) if transform is not None else None
-    return TaskAwareSupervisedClassificationDataset([_LabelledImages(x, y)], data_attributes=attrs,
+    return TaskAwareSupervisedClassificationDataset([labelled_images(x, y, tensor_labels)], data_attributes=attrs,
                                                     transform_groups=groups)
 
 

@@ -32,7 +32,7 @@ import torch
 
 from ..budget import bytes_ipc, ipc_bytes  # noqa: F401 - ipc_bytes is part of edgecond.continual
 from ..quantise import BYTE_BUDGET_PRECISION, BYTES_PER_VALUE
-from .scenario import tensor_dataset
+from .scenario import labelled_images, tensor_dataset
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -77,11 +77,13 @@ def experience_tensors(dataset, batch_size: int = 512) -> tuple[torch.Tensor, to
 
 def replay_dataset(x: torch.Tensor, y: torch.Tensor, like=None, transform=None):
     """Regenerated tensors -> an Avalanche classification dataset laid out like `like`'s items:
-    (x, y, task 0) as Avalanche's generators make them, or (x, y) for a stream without task labels.
+    (x, y, task 0) as Avalanche's generators make them, or (x, y) for a stream without task labels;
+    y an int or a 0-d tensor, as `like`'s is.
     `transform` (a callable on image tensors) applies in the train group, when replayed."""
+    tensor_labels = like is not None and len(like) > 0 and isinstance(like[0][1], torch.Tensor)
     if like is None or len(like) == 0 or len(like[0]) > 2:
-        return tensor_dataset(x, y, transform=transform)
-    base = torch.utils.data.TensorDataset(x, y.long())
+        return tensor_dataset(x, y, transform=transform, tensor_labels=tensor_labels)
+    base = labelled_images(x, y.long(), tensor_labels)
     groups = TransformGroups({"train": (transform, None), "eval": None}) if transform is not None else None
     return ClassificationDataset([base], data_attributes=[DataAttribute(y.long().tolist(), "targets")],
                                  transform_groups=groups)
