@@ -270,25 +270,18 @@ def test_icarls_rounded_quotas_stay_within_the_bytes_after_every_experience():
     """Avalanche's iCaRL keeps ceil(memory / classes seen) per class; the memory it is given keeps
     that within the samples the bytes hold at every point of the stream, not only at its end."""
     import math
-    from types import SimpleNamespace
 
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    import edgecond.continual.strategies as strategies
+    from edgecond.continual.strategies import icarl_memory
 
     @settings(max_examples=200, deadline=None)
     @given(st.integers(1, 2000), st.lists(st.integers(1, 7), min_size=1, max_size=8))
     def check(cap, sizes):
         groups = [list(range(n)) for n in sizes]
-        setup = SimpleNamespace(groups=groups)
         cap = max(cap, sum(sizes))  # _mem_size keeps at least one sample per class
-        real = strategies._mem_size
-        strategies._mem_size = lambda s, logits=False: cap
-        try:
-            memory = strategies._icarl_memory(setup)
-        finally:
-            strategies._mem_size = real
+        memory = icarl_memory(cap, groups)
         seen = [sum(sizes[:i + 1]) for i in range(len(sizes))]
         assert 1 <= memory <= cap
         assert all(math.ceil(memory / k) * k <= cap for k in seen)

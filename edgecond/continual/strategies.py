@@ -203,14 +203,12 @@ def _stream_classes(s: Setup):
     return StreamClasses()
 
 
-def _icarl_memory(s: Setup) -> int:
-    """iCaRL's memory size: Avalanche rounds each seen class's quota up (ceil(memory / classes
-    seen)), so the samples the bytes hold would be exceeded mid-stream (400 over 6 classes keeps
-    402); the largest memory whose rounded quotas fit after every experience."""
-    cap, seen, total = _mem_size(s), [], 0
-    for g in s.groups:
-        total += len(g)
-        seen.append(total)
+def icarl_memory(cap: int, groups: list[list[int]]) -> int:
+    """iCaRL's memory size for `cap` samples over a stream of class `groups`: Avalanche rounds each
+    seen class's quota up (ceil(memory / classes seen)), so `cap` itself would be exceeded
+    mid-stream (400 over 6 classes keeps 402); the largest memory whose rounded quotas fit after
+    every experience."""
+    seen = [sum(len(g) for g in groups[:i + 1]) for i in range(len(groups))]
     memory = cap
     while memory > 1 and any(math.ceil(memory / k) * k > cap for k in seen):
         memory -= 1
@@ -227,7 +225,7 @@ def _icarl(s: Setup, plugins: list):
     common = {k: v for k, v in s.common.items() if k != "criterion"}  # iCaRL brings its own loss
     features = nn.Sequential(s.model.features, s.model.flatten)
     return ICaRL(feature_extractor=features, classifier=s.model.classifier, optimizer=s.optimizer,
-                 memory_size=_icarl_memory(s), buffer_transform=None, fixed_memory=True,
+                 memory_size=icarl_memory(_mem_size(s), s.groups), buffer_transform=None, fixed_memory=True,
                  plugins=[_stream_classes(s), *plugins], **common)
 
 
