@@ -12,6 +12,8 @@ finished (strategy, seed) is kept in results/continual-seeds/, so a run longer t
 resumes on another machine from the committed files.
 Writes results/continual.{json,md} and results/continual-<dataset>-ipc<B>.png; sections for
 other datasets or budgets already in results/continual.json are kept, each with its own command.
+A section is rewritten from --strategies; the rows it replaces with other values, or drops, are
+kept under the section's `superseded` with their run's date, commit and command.
 """
 
 from __future__ import annotations
@@ -29,20 +31,59 @@ BUDGETS = {"digits": [10, 20], "cifar10_mini": [1, 10]}
 RUNS = Path(__file__).resolve().parent / "runs"
 
 
+SUMMARY = ("final_accuracy", "average_incremental_accuracy", "forgetting")
+
+
+def cells(v: dict, seeds: int) -> list[str]:
+    """One strategy's final, average incremental and forgetting as 'mean ± sample sd' in percent
+    (runs before 2026-12-06 kept np.std's population value: common.fmt_population converts it exactly)."""
+    return [fmt(v[f"{k}_per_seed"]) if f"{k}_per_seed" in v else fmt_population(v[k], v[f"{k}_std"], seeds)
+            for k in SUMMARY]
+
+
 def strategies_table(entry: dict) -> str:
-    """One section's table: every strategy's means ± sample sd over its seeds (runs before
-    2026-12-06 kept np.std's population value: common.fmt_population converts it exactly)."""
+    """One section's table: every strategy's means ± sample sd over its seeds."""
     lines = ["| strategy | final accuracy (%) | average incremental (%) | forgetting (%) | buffer bytes | "
              "condense s / exp | regenerate s / exp |", "|---|---|---|---|---|---|---|"]
     for name, v in entry["strategies"].items():
-        def f(k):
-            if f"{k}_per_seed" in v:
-                return fmt(v[f"{k}_per_seed"])
-            return fmt_population(v[k], v[f"{k}_std"], entry["seeds"])
         c, g = v["condense_s_per_experience"], v["regenerate_s_per_experience"]
-        lines.append(f"| {name} | {f('final_accuracy')} | {f('average_incremental_accuracy')} | {f('forgetting')} | "
-                     f"{v['buffer_bytes']:,} | {'' if c is None else f'{c:.0f}'} | {'' if g is None else f'{g:.3f}'} |")
+        lines.append(f"| {name} | {' | '.join(cells(v, entry['seeds']))} | {v['buffer_bytes']:,} | "
+                     f"{'' if c is None else f'{c:.0f}'} | {'' if g is None else f'{g:.3f}'} |")
     return "\n".join(lines) + "\n"
+
+
+def superseded(previous: dict | None, entry: dict) -> list[dict]:
+    """The rows of the section `entry` replaces that it does not hold with the same values (rerun with
+    other results, or not rerun), kept beside it with the run they came from; earlier ones carry over.
+    A rewrite that reuses every row it keeps supersedes nothing."""
+    if previous is None:
+        return []
+    def same(a: dict, b: dict) -> bool:
+        return all(a.get(k) == b.get(k) for k in SUMMARY)
+    rows = {n: {k: v[k] for k in v if k.startswith(SUMMARY) or k == "buffer_bytes"}
+            for n, v in previous["strategies"].items()
+            if n not in entry["strategies"] or not same(v, entry["strategies"][n])}
+    old = previous.get("superseded", [])
+    if not rows:
+        return old
+    return old + [{"date": previous["date"], "until": entry["date"], "command": previous["command"],
+                   "commit": previous.get("provenance", {}).get("commit"), "seeds": previous["seeds"],
+                   "strategies": rows}]
+
+
+def superseded_table(entry: dict) -> str:
+    """The superseded rows under a section's table, each with its run's date, commit and command."""
+    if not entry.get("superseded"):
+        return ""
+    lines = ["Superseded rows (kept beside the table; each run's command and commit):\n",
+             "| strategy | final accuracy (%) | average incremental (%) | forgetting (%) | buffer bytes | run |",
+             "|---|---|---|---|---|---|"]
+    for run in entry["superseded"]:
+        for name, v in run["strategies"].items():
+            lines.append(f"| {name} | {' | '.join(cells(v, run['seeds']))} | {v['buffer_bytes']:,} | "
+                         f"{run['date'][:10]} (until {run['until'][:10]}), {run['commit'] or 'commit unknown'}, "
+                         f"`{run['command']}` |")
+    return "\n".join(lines) + "\n\n"
 
 
 BASELINES = ("replay", "replay-bytes", "herding", "herding-bytes", "der++", "er-ace", "gdumb", "icarl", "generative")
@@ -68,7 +109,8 @@ def section(entry: dict) -> str:
     return (f"**{entry['dataset']}, 5 experiences, budget {entry['ipc']:g} IPC "
             f"({entry['budget_bytes_fp32']:,} bytes as float32), {entry['config']['epochs']} epochs per "
             f"experience, {entry['seeds']} seeds** — "
-            f"`{entry['command']}` ({entry['date']})\n\n{strategies_table(entry)}{verdicts(entry)}\n")
+            f"`{entry['command']}` ({entry['date']})\n\n{strategies_table(entry)}{verdicts(entry)}\n"
+            f"{superseded_table(entry)}")
 
 
 def table(payload: dict) -> str:
@@ -111,8 +153,9 @@ def main() -> None:
             plot_seen_accuracy(res, RESULTS / f"continual-{short(name)}-ipc{ipc:g}.png")
             for v in res["strategies"].values():
                 v.pop("runs")
-            sections[(short(name), ipc)] = {**res, "dataset": short(name), "ipc": ipc, "command": command(),
-                                            "date": machine()["date"]}
+            entry = {**res, "dataset": short(name), "ipc": ipc, "command": command(), "date": machine()["date"]}
+            entry["superseded"] = superseded(sections.get((short(name), ipc)), entry)
+            sections[(short(name), ipc)] = entry
             ordered = [sections[k] for k in sorted(sections)]
             write("continual", {"results": ordered}, table({"results": ordered}))
 

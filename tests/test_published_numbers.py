@@ -142,3 +142,25 @@ def test_adopting_a_rerun_keeps_the_values_it_replaces_and_the_headline_says_so(
     view = tables.headline(json.loads((tmp_path / "condense.json").read_text()))
     assert "**50.0 ± 1.0** ✓" in view  # the adopted values, marked reproduced
     assert "Until 2026-12-07 the hmn cell at 10 IPC read 51.0 ± 1.0 (2026-11-23, commit aaaa, old CPU): another CPU" in view
+
+
+def test_a_rewritten_continual_section_keeps_the_rows_it_replaces():
+    """benchmarks/continual.py rewrites a section from its --strategies: a row rerun with other
+    values, or dropped, stays under `superseded` with its run; a row reused unchanged does not."""
+    continual = pytest.importorskip("continual")  # benchmarks/continual.py
+
+    def row(acc):
+        return {"final_accuracy": acc, "final_accuracy_std": 0.01, "average_incremental_accuracy": 0.6,
+                "average_incremental_accuracy_std": 0.0, "forgetting": 0.1, "forgetting_std": 0.0,
+                "buffer_bytes": 10, "accuracy_matrix": [[acc]]}
+
+    old = {"date": "2026-11-23T07:00", "command": "python continual.py --old", "seeds": 2,
+           "provenance": {"commit": "abc123"}, "strategies": {"same": row(0.5), "rerun": row(0.4), "gone": row(0.3)}}
+    new = {"date": "2026-12-07T01:00", "seeds": 2, "strategies": {"same": row(0.5), "rerun": row(0.45)}}
+    new["superseded"] = continual.superseded(old, new)
+    (run,) = new["superseded"]
+    assert set(run["strategies"]) == {"rerun", "gone"} and run["commit"] == "abc123"
+    assert run["strategies"]["rerun"]["final_accuracy"] == 0.4 and "accuracy_matrix" not in run["strategies"]["rerun"]
+    assert "| gone | 30.0 ± 1.4 |" in continual.superseded_table(new)
+    assert continual.superseded({**new, "command": "c"}, {**new, "date": "2026-12-08"}) == new["superseded"]
+    assert continual.superseded(None, new) == [] and continual.superseded_table({"strategies": {}}) == ""
