@@ -44,11 +44,13 @@ def cells(v: dict, seeds: int) -> list[str]:
 def strategies_table(entry: dict) -> str:
     """One section's table: every strategy's means ± sample sd over its seeds."""
     lines = ["| strategy | final accuracy (%) | average incremental (%) | forgetting (%) | buffer bytes | "
-             "condense s / exp | regenerate s / exp |", "|---|---|---|---|---|---|---|"]
+             "train + eval s / exp | condense s / exp | regenerate s / exp |", "|---|---|---|---|---|---|---|---|"]
     for name, v in entry["strategies"].items():
-        c, g = v["condense_s_per_experience"], v["regenerate_s_per_experience"]
+        t, c, g = (v.get(k) for k in ("train_s_per_experience", "condense_s_per_experience",
+                                      "regenerate_s_per_experience"))  # rows before 2026-12-07 have no train_s
         lines.append(f"| {name} | {' | '.join(cells(v, entry['seeds']))} | {v['buffer_bytes']:,} | "
-                     f"{'' if c is None else f'{c:.0f}'} | {'' if g is None else f'{g:.3f}'} |")
+                     f"{'' if t is None else f'{t:.0f}'} | {'' if c is None else f'{c:.0f}'} | "
+                     f"{'' if g is None else f'{g:.3f}'} |")
     return "\n".join(lines) + "\n"
 
 

@@ -124,7 +124,11 @@ def test_continual_cli(tmp_path):
         v = res["strategies"][name]
         assert {"final_accuracy", "average_incremental_accuracy", "forgetting", "buffer_bytes",
                 "accuracy_matrix"} <= set(v)
+        assert v["train_s_per_experience"] > 0 and v["condense_s_per_experience"] is None  # nothing condensed
     assert (tmp_path / "accuracy.png").is_file() and (tmp_path / "results.csv").is_file()
+    header, *rows = (tmp_path / "results.csv").read_text().splitlines()
+    assert header.endswith("train_s_per_experience,condense_s_per_experience,regenerate_s_per_experience")
+    assert len(rows) == 2 and all(float(r.split(",")[-3]) > 0 for r in rows)
     for name in ("naive", "replay"):  # Avalanche's own loggers wrote their metrics
         text = (tmp_path / "logs" / f"{name}-s0" / "log.txt").read_text()
         assert "Top1_Acc_Stream" in text and "Top1_Acc_Seen" in text and "Forgetting_Max" in text
