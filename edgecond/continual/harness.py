@@ -25,7 +25,7 @@ from ..data import Dataset
 from ..models import build_convnet
 from .metrics import ClassIncrementalAccuracy, ReplayCost, class_incremental_scores
 from .scenario import build_stream
-from .storage import ipc_bytes
+from ..budget import ipc_bytes
 from .strategies import REGISTRY, Setup, get
 
 STRATEGIES = REGISTRY  # name -> Strategy (strategies.py)

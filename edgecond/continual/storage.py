@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..budget import bytes_ipc, ipc_bytes  # noqa: F401 - ipc_bytes is part of edgecond.continual
+from ..budget import bytes_ipc
 from ..quantise import BYTE_BUDGET_PRECISION, BYTES_PER_VALUE
 from .scenario import labelled_images, tensor_dataset
 
