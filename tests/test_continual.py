@@ -4,6 +4,7 @@ import random
 import numpy as np
 import pytest
 
+from edgecond.continual import runner
 from edgecond.continual.harness import STRATEGIES, ContinualConfig, run_strategy
 from edgecond.continual.metrics import class_incremental_scores
 from edgecond.continual.scenario import split_classes
@@ -77,6 +78,10 @@ def test_an_hmn_run_does_not_depend_on_finding_its_containers_on_disk(four, tmp_
     cached = run_strategy("hmn", four, cfg, seed=1, workdir=tmp_path)
     assert fresh["timings"][0]["condense_s"] == cached["timings"][0]["condense_s"]  # the same containers
     assert fresh["accuracy_matrix"] == cached["accuracy_matrix"]
+    assert [t["cached"] for t in fresh["timings"]] == [False, False] and all(t["cached"] for t in cached["timings"])
+    # the reused run's training time does not subtract a condensation it did not spend
+    assert runner._train_seconds([cached], cfg.experiences) > 0
+    assert runner._train_seconds([{**cached, "timings": [{"condense_s": 1e6}]}], cfg.experiences) is None
 
 
 @pytest.mark.parametrize("name", [s for s in STRATEGIES if s != "joint"])

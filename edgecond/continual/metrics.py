@@ -109,7 +109,8 @@ class ReplayCost(PluginMetric[dict]):
         timing = timings[t] if t < len(timings) else {}
         res = {"buffer_bytes": int(self.policy.stored_bytes()), "condense_s": timing.get("condense_s"),
                "regenerate_s": timing.get("regenerate_s")}
-        self.history.append({"experience": t, **res})
+        # cached: condensed by an earlier run (condense_s is that run's time; this one spent none)
+        self.history.append({"experience": t, **res, "cached": timing.get("cached")})
         x = strategy.clock.train_iterations
         names = {"buffer_bytes": "BufferBytes", "condense_s": "CondenseTime_Exp", "regenerate_s": "RegenerateTime_Exp"}
         return [MetricValue(self, f"{names[k]}/train_phase/train_stream", v, x)

@@ -121,12 +121,18 @@ def _mean_timing(runs, key):
     return float(np.mean(vals)) if vals else None
 
 
-def _train_seconds(runs, experiences: int) -> float:
+def _train_seconds(runs, experiences: int) -> float | None:
     """A run's seconds per experience outside condensation and regeneration: training the learner
-    and evaluating it on the test stream after each experience (wall clock, as `seconds` is)."""
-    return float(np.mean([(r["seconds"] - sum(t.get("condense_s") or 0 for t in r.get("timings", []))
-                           - sum(t.get("regenerate_s") or 0 for t in r.get("timings", []))) / experiences
-                          for r in runs]))
+    and evaluating it on the test stream after each experience (wall clock, as `seconds` is).
+    A condensation an earlier run left in the workdir (`cached`) took no time in this one. None
+    when a run reused condensations without saying so (results from before 2026-12-07, whose
+    difference can come out negative) -- an unknown time, not a wrong one."""
+    per = []
+    for r in runs:
+        spent = sum((t.get("condense_s") or 0) * (not t.get("cached", False)) + (t.get("regenerate_s") or 0)
+                    for t in r.get("timings", []))
+        per.append((r["seconds"] - spent) / experiences)
+    return float(np.mean(per)) if per and min(per) >= 0 else None
 
 
 def markdown(res: dict) -> str:

@@ -278,6 +278,7 @@ class CondensedBuffer(ExemplarsBuffer):
         digest.update(data.y_train.numpy().tobytes())
         tag = f"{self.kind}-{self.precision}-exp{experience}-{digest.hexdigest()[:12]}"
         run, onnx_path = self.workdir / tag, self.workdir / f"{tag}.onnx"
+        cached = onnx_path.is_file() or (run / CONTAINER_FILE).is_file()  # condensed by an earlier run
         if not onnx_path.is_file():
             try:
                 if not (run / CONTAINER_FILE).is_file():  # resumes an interrupted run's checkpoint
@@ -293,7 +294,8 @@ class CondensedBuffer(ExemplarsBuffer):
         condense_s = json.loads(report.read_text())["condense_seconds"] if report.is_file() else None
         if self._tmp is not None:  # nothing but the model stays: the torch container is gone
             shutil.rmtree(run, ignore_errors=True)
-        return {"path": onnx_path, "classes": classes, "mean": data.mean, "std": data.std}, {"condense_s": condense_s}
+        return ({"path": onnx_path, "classes": classes, "mean": data.mean, "std": data.std},
+                {"condense_s": condense_s, "cached": cached})
 
     def _failure(self, experience: int, run: Path, onnx_path: Path, error: Exception) -> CondensedReplayError:
         if self._tmp is not None:
