@@ -74,18 +74,17 @@ def superseded(previous: dict | None, entry: dict) -> list[dict]:
 
 
 def superseded_table(entry: dict) -> str:
-    """The superseded rows under a section's table, each with its run's date, commit and command."""
-    if not entry.get("superseded"):
-        return ""
-    lines = ["Superseded rows (kept beside the table; each run's command and commit):\n",
-             "| strategy | final accuracy (%) | average incremental (%) | forgetting (%) | buffer bytes | run |",
-             "|---|---|---|---|---|---|"]
-    for run in entry["superseded"]:
-        for name, v in run["strategies"].items():
-            lines.append(f"| {name} | {' | '.join(cells(v, run['seeds']))} | {v['buffer_bytes']:,} | "
-                         f"{run['date'][:10]} (until {run['until'][:10]}), {run['commit'] or 'commit unknown'}, "
-                         f"`{run['command']}` |")
-    return "\n".join(lines) + "\n\n"
+    """The superseded rows under a section's table, one block per run they came from."""
+    blocks = []
+    for run in entry.get("superseded", []):
+        lines = [f"Superseded on {run['until'][:10]}: rows of the {run['date'][:10]} run "
+                 f"(commit {run['commit'] or 'unknown'}, `{run['command']}`), {run['seeds']} seeds:\n",
+                 "| strategy | final accuracy (%) | average incremental (%) | forgetting (%) | buffer bytes |",
+                 "|---|---|---|---|---|"]
+        lines += [f"| {name} | {' | '.join(cells(v, run['seeds']))} | {v['buffer_bytes']:,} |"
+                  for name, v in run["strategies"].items()]
+        blocks.append("\n".join(lines) + "\n\n")
+    return "".join(blocks)
 
 
 BASELINES = ("replay", "replay-bytes", "herding", "herding-bytes", "der++", "er-ace", "gdumb", "icarl", "generative")

@@ -161,6 +161,6 @@ def test_a_rewritten_continual_section_keeps_the_rows_it_replaces():
     (run,) = new["superseded"]
     assert set(run["strategies"]) == {"rerun", "gone"} and run["commit"] == "abc123"
     assert run["strategies"]["rerun"]["final_accuracy"] == 0.4 and "accuracy_matrix" not in run["strategies"]["rerun"]
-    assert "| gone | 30.0 ± 1.4 |" in continual.superseded_table(new)
+    assert "| gone | 30.0 ± 1.4 |" in continual.superseded_table(new) and "commit abc123" in continual.superseded_table(new)
     assert continual.superseded({**new, "command": "c"}, {**new, "date": "2026-12-08"}) == new["superseded"]
     assert continual.superseded(None, new) == [] and continual.superseded_table({"strategies": {}}) == ""
