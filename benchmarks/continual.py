@@ -56,16 +56,20 @@ def strategies_table(entry: dict) -> str:
 
 def superseded(previous: dict | None, entry: dict) -> list[dict]:
     """The rows of the section `entry` replaces that it does not hold with the same values (rerun with
-    other results, or not rerun), kept beside it with the run they came from; earlier ones carry over.
-    A rewrite that reuses every row it keeps supersedes nothing."""
+    other results, or not rerun), kept beside it with the run they came from; earlier ones carry over
+    unless `entry` holds them again with the same values (a partial run dropped them, a later one
+    reused them). A rewrite that reuses every row it keeps supersedes nothing."""
     if previous is None:
         return []
-    def same(a: dict, b: dict) -> bool:
-        return all(a.get(k) == b.get(k) for k in SUMMARY)
-    rows = {n: {k: v[k] for k in v if k.startswith(SUMMARY) or k == "buffer_bytes"}
-            for n, v in previous["strategies"].items()
-            if n not in entry["strategies"] or not same(v, entry["strategies"][n])}
-    old = previous.get("superseded", [])
+
+    def gone(rows: dict) -> dict:
+        held = entry["strategies"]
+        return {n: {k: v[k] for k in v if k.startswith(SUMMARY) or k == "buffer_bytes"} for n, v in rows.items()
+                if n not in held or any(v.get(k) != held[n].get(k) for k in SUMMARY)}
+
+    old = [{**run, "strategies": gone(run["strategies"])} for run in previous.get("superseded", [])]
+    old = [run for run in old if run["strategies"]]
+    rows = gone(previous["strategies"])
     if not rows:
         return old
     return old + [{"date": previous["date"], "until": entry["date"], "command": previous["command"],

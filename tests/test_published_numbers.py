@@ -163,4 +163,6 @@ def test_a_rewritten_continual_section_keeps_the_rows_it_replaces():
     assert run["strategies"]["rerun"]["final_accuracy"] == 0.4 and "accuracy_matrix" not in run["strategies"]["rerun"]
     assert "| gone | 30.0 ± 1.4 |" in continual.superseded_table(new) and "commit abc123" in continual.superseded_table(new)
     assert continual.superseded({**new, "command": "c"}, {**new, "date": "2026-12-08"}) == new["superseded"]
+    back = {**new, "strategies": {**new["strategies"], "gone": row(0.3)}}  # a later run holds it again
+    assert set(continual.superseded({**new, "command": "c"}, back)[0]["strategies"]) == {"rerun"}
     assert continual.superseded(None, new) == [] and continual.superseded_table({"strategies": {}}) == ""
