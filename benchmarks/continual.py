@@ -24,7 +24,7 @@ from pathlib import Path
 from common import PLAIN, RESULTS, command, fmt, fmt_population, machine, parse, parser, short, verdict_table, write
 from edgecond.continual.harness import STRATEGIES, ContinualConfig
 from edgecond.continual.strategies import REGISTRY
-from edgecond.continual.runner import plot_seen_accuracy, run_continual
+from edgecond.continual.runner import plot_seen_accuracy, run_continual, timing_cells
 from edgecond.data import load_dataset
 
 BUDGETS = {"digits": [10, 20], "cifar10_mini": [1, 10]}
@@ -46,11 +46,8 @@ def strategies_table(entry: dict) -> str:
     lines = ["| strategy | final accuracy (%) | average incremental (%) | forgetting (%) | buffer bytes | "
              "train + eval s / exp | condense s / exp | regenerate s / exp |", "|---|---|---|---|---|---|---|---|"]
     for name, v in entry["strategies"].items():
-        t, c, g = (v.get(k) for k in ("train_s_per_experience", "condense_s_per_experience",
-                                      "regenerate_s_per_experience"))  # rows before 2026-12-07 have no train_s
         lines.append(f"| {name} | {' | '.join(cells(v, entry['seeds']))} | {v['buffer_bytes']:,} | "
-                     f"{'' if t is None else f'{t:.0f}'} | {'' if c is None else f'{c:.0f}'} | "
-                     f"{'' if g is None else f'{g:.3f}'} |")
+                     f"{' | '.join(timing_cells(v))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -141,12 +141,17 @@ def markdown(res: dict) -> str:
     for name, v in res["strategies"].items():
         def f(k):
             return f"{100 * v[k]:.1f} ± {100 * v[k + '_std']:.1f}"
-        c, g = v["condense_s_per_experience"], v["regenerate_s_per_experience"]
-        t = v.get("train_s_per_experience")  # rows kept from before it was recorded have none
         lines.append(f"| {name} | {f('final_accuracy')} | {f('average_incremental_accuracy')} | {f('forgetting')} | "
-                     f"{v['buffer_bytes']:,} | {'' if t is None else f'{t:.0f}'} | {'' if c is None else f'{c:.0f}'} | "
-                     f"{'' if g is None else f'{g:.3f}'} |")
+                     f"{v['buffer_bytes']:,} | {' | '.join(timing_cells(v))} |")
     return "\n".join(lines) + "\n"
+
+
+def timing_cells(v: dict) -> list[str]:
+    """A row's train + eval, condense and regenerate seconds per experience as table cells; blank
+    where a row has none (nothing condensed, or kept from before train time was recorded)."""
+    t, c, g = (v.get(k) for k in ("train_s_per_experience", "condense_s_per_experience",
+                                  "regenerate_s_per_experience"))
+    return ["" if t is None else f"{t:.0f}", "" if c is None else f"{c:.0f}", "" if g is None else f"{g:.3f}"]
 
 
 def to_csv(res: dict) -> str:
