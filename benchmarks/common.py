@@ -65,6 +65,13 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     # bf16 passes (speed.py: 1.2x a class step, 1.55x a warm-start step): 7 outer iterations fit ~10 minutes
     "hmn-int8-bf16-b64-o7-cycle": ("hmn", {"precision": "int8", "match.compute_dtype": "bf16", "match.syn_batch": 64,
                                            "match.outer": 7, "match.instance_sampling": "cycle"}),
+    # the warm start fits the herding coreset instead of a random one (warmstart.py): alone, and
+    # with 5 bf16 outer iterations (the feature network's ~100 s taken from the matching)
+    "hmn-int8-herd-bf16-warm-only": ("hmn", {"precision": "int8", "match.warm_targets": "herding",
+                                             "match.compute_dtype": "bf16", "match.outer": 1, "match.inner": 1}),
+    "hmn-int8-herd-bf16-b64-o5-cycle": ("hmn", {"precision": "int8", "match.warm_targets": "herding",
+                                                "match.compute_dtype": "bf16", "match.syn_batch": 64,
+                                                "match.outer": 5, "match.instance_sampling": "cycle"}),
 }
 
 
@@ -121,6 +128,8 @@ def equal_budget_rows(name: str, args, ipcs: dict, methods: list[str], order, ro
         return [results[k] for k in sorted(results, key=order)]
 
     for dataset in args.datasets:
+        if not args.ipcs and short(dataset) not in ipcs:
+            raise SystemExit(f"{name}.py measures {', '.join(ipcs)} by default; give --ipcs for {short(dataset)}")
         data = load_dataset(dataset)
         for ipc in [int(v) for v in args.ipcs.split(",")] if args.ipcs else ipcs[short(dataset)]:
             for method in methods:

@@ -62,7 +62,9 @@ def plot(rows: list[dict]) -> None:
 
 
 def main() -> None:
-    args = parse(equal_budget_parser(__doc__, "methods", POINTS))
+    ap = equal_budget_parser(__doc__, "methods", POINTS)
+    ap.set_defaults(datasets=",".join(IPCS))  # the frontier's budgets are cifar10_mini's
+    args = parse(ap)
     rows = equal_budget_rows("frontier", args, IPCS, args.methods.split(","), lambda k: k, lambda rep, ev: {
         "precision": rep["precision"], "images_per_class": rep["instances_per_class"],
         "stored_bytes": rep["stored_bytes"], "condense_seconds": rep["condense_seconds"],

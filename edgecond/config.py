@@ -78,6 +78,8 @@ class MatchConfig:
     explode_ratio: float = 1e4      # stop if an outer mean loss exceeds this x the first one
     update_mode: str = "sequential"  # sequential: a step per class (papers); summed: one per inner iteration
     warm_start: int = 0             # steps fitting the container to real images first (warmstart.py)
+    warm_targets: str = "random"    # random: a seeded permutation of each class's images | herding: the
+    #                                 herding coreset's images, in herding order (warmstart.py)
     decoder_lr: float = 1.0         # hmn: the decoder's matching rate as a multiple of `lr` (0 freezes it)
     # add-on loss terms (losses.py)
     multisize: bool = False         # MDC's adaptive subset loss (multisize.py)
@@ -143,7 +145,8 @@ class CondenseConfig:
 PRESETS = ("quick", "paper")
 CHOICES = {"match.optimizer": ("adam", "sgd"), "match.distance": ("mse", "l1"),
            "match.update_mode": ("sequential", "summed"), "prune.method": ("none", "double-end", "easy", "random"),
-           "prefix_order": ("none", "herding"), "match.instance_sampling": ("random", "cycle"), "match.compute_dtype": COMPUTE_DTYPES, "preset": PRESETS, "precision": PRECISIONS}
+           "prefix_order": ("none", "herding"), "match.instance_sampling": ("random", "cycle"),
+           "match.warm_targets": ("random", "herding"), "match.compute_dtype": COMPUTE_DTYPES, "preset": PRESETS, "precision": PRECISIONS}
 MDC_INTERVAL_SHARE = 0.05  # MDC: Delta t = 100 of 2000 outer iterations
 
 # How a result is judged, per preset. quick: 1000 SGD steps (a digits seed in ~15 s on a CPU);

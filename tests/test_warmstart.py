@@ -46,3 +46,31 @@ def test_only_quick_hmn_warm_starts_by_default(digits):
     assert cfg_for("hmn", preset="paper").match.warm_start == 0
     assert cfg_for("pixel").match.warm_start == 0
     assert cfg_for("hmn", settings={"match.warm_start": 0}).match.warm_start == 0
+
+
+def test_herding_targets_are_the_herding_coreset_in_its_order(digits):
+    from edgecond.coreset import herding_coreset
+    from edgecond.warmstart import herding_targets
+
+    coreset, _ = herding_coreset(digits, 5, seed=1, progress=False)
+    t = herding_targets(digits, 5, seed=1)
+    assert t.shape == (digits.num_classes, 5, *digits.image_shape)
+    assert torch.equal(t.flatten(0, 1), coreset.images()[0])
+    n = len(digits.class_images(0))  # more instances than a class has images: the order cycles
+    long = herding_targets(digits, n + 2, seed=1)
+    assert torch.equal(long[0, n:], long[0, :2])
+
+
+def test_a_herding_warm_start_fits_its_targets_and_a_bad_choice_is_refused(digits):
+    from edgecond.warmstart import herding_targets
+
+    cont = build("hmn", digits, 2, seed=0)
+    target = herding_targets(digits, cont.instances_per_class, seed=0).flatten(0, 1)
+    before = ((cont.images()[0] - target) ** 2).mean().item()
+    report = warm_start(cont, digits, 200, seed=0, targets="herding")
+    assert report["targets"] == "herding" and report["targets_seconds"] > 0
+    assert ((cont.images()[0] - target) ** 2).mean().item() < 0.5 * before
+    with pytest.raises(ValueError, match="warm_targets"):
+        warm_start(cont, digits, 10, targets="kmeans")
+    with pytest.raises(Exception, match="warm_targets"):
+        cfg_for("hmn", settings={"match.warm_targets": "kmeans"})
