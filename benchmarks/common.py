@@ -72,6 +72,14 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "hmn-int8-herd-bf16-b64-o5-cycle": ("hmn", {"precision": "int8", "match.warm_targets": "herding",
                                                 "match.compute_dtype": "bf16", "match.syn_batch": 64,
                                                 "match.outer": 5, "match.instance_sampling": "cycle"}),
+    # ... matching the memories only (the fitted decoder kept: kinds/hmn.py's wide-decoder finding)
+    "hmn-int8-herd-bf16-b64-o5-cycle-dlr0": ("hmn", {"precision": "int8", "match.warm_targets": "herding",
+                                                     "match.compute_dtype": "bf16", "match.syn_batch": 64,
+                                                     "match.outer": 5, "match.instance_sampling": "cycle",
+                                                     "match.decoder_lr": 0.0}),
+    # 10 IPC: the default schedule on herding targets, bf16 passes paying for the feature network
+    "hmn-int8-herd-bf16": ("hmn", {"precision": "int8", "match.warm_targets": "herding",
+                                   "match.compute_dtype": "bf16"}),
 }
 
 
