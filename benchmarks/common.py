@@ -72,11 +72,17 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "hmn-int8-herd-bf16-b64-o5-cycle": ("hmn", {"precision": "int8", "match.warm_targets": "herding",
                                                 "match.compute_dtype": "bf16", "match.syn_batch": 64,
                                                 "match.outer": 5, "match.instance_sampling": "cycle"}),
-    # ... matching the memories only (the fitted decoder kept: kinds/hmn.py's wide-decoder finding)
-    "hmn-int8-herd-bf16-b64-o5-cycle-dlr0": ("hmn", {"precision": "int8", "match.warm_targets": "herding",
-                                                     "match.compute_dtype": "bf16", "match.syn_batch": 64,
-                                                     "match.outer": 5, "match.instance_sampling": "cycle",
-                                                     "match.decoder_lr": 0.0}),
+    # ... and a warm start twice as long instead of matching (its MSE still falls slowly at 4,000)
+    "hmn-int8-herd-bf16-ws8000-warm-only": ("hmn", {"precision": "int8", "match.warm_targets": "herding",
+                                                    "match.compute_dtype": "bf16", "match.warm_start": 8000,
+                                                    "match.outer": 1, "match.inner": 1}),
+    # ... with the budget solver's most (157) or about half (63) the instances per class at 1 IPC
+    "hmn-int8-herd-bf16-i160-warm-only": ("hmn", {"precision": "int8", "match.warm_targets": "herding",
+                                                  "match.compute_dtype": "bf16", "container.max_instances": 160,
+                                                  "match.outer": 1, "match.inner": 1}),
+    "hmn-int8-herd-bf16-i64-warm-only": ("hmn", {"precision": "int8", "match.warm_targets": "herding",
+                                                 "match.compute_dtype": "bf16", "container.max_instances": 64,
+                                                 "match.outer": 1, "match.inner": 1}),
     # 10 IPC: the default schedule on herding targets, bf16 passes paying for the feature network
     "hmn-int8-herd-bf16": ("hmn", {"precision": "int8", "match.warm_targets": "herding",
                                    "match.compute_dtype": "bf16"}),
@@ -84,8 +90,17 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 
 
 def variant(name: str) -> tuple[str, dict]:
-    """(kind, settings) of a named variant or a plain kind."""
+    """(kind, settings) of a named variant or a plain kind ('NAME@seedN': NAME's)."""
+    name = split_seed(name)[0]
     return VARIANTS.get(name, (name, {}))
+
+
+def split_seed(method: str) -> tuple[str, int]:
+    """'hmn-int8@seed1' -> ('hmn-int8', 1): a row of another condensation seed (default 0)."""
+    name, _, seed = method.partition("@seed")
+    if seed and not seed.isdigit():
+        raise SystemExit(f"{method!r}: write another condensation seed as NAME@seedN")
+    return name, int(seed or 0)
 
 
 def condense_run(dataset: str, name: str, ipc: float, seed: int, threads: int, multisize: bool = False) -> dict:
@@ -110,7 +125,8 @@ def condense_run(dataset: str, name: str, ipc: float, seed: int, threads: int, m
 def equal_budget_parser(doc: str, what: str, default: list[str]) -> argparse.ArgumentParser:
     """parser() plus what equal_budget_rows reads: --<what> (the rows), --ipcs, --fresh."""
     ap = parser(doc)
-    ap.add_argument(f"--{what}", default=",".join(default))
+    ap.add_argument(f"--{what}", default=",".join(default),
+                    help="comma-separated rows (common.VARIANTS); NAME@seedN condenses with seed N instead of 0")
     ap.add_argument("--ipcs", default=None, help="override the per-dataset IPCs, e.g. 5")
     ap.add_argument("--fresh", action="store_true", help="ignore cached rows")
     return ap
@@ -144,7 +160,8 @@ def equal_budget_rows(name: str, args, ipcs: dict, methods: list[str], order, ro
                 key = (short(dataset), ipc, method)
                 if key in cached and cached[key]["seeds"] == list(range(args.seeds)):
                     continue
-                rep = condense_run(dataset, method, ipc, seed=0, threads=args.threads)
+                base, seed = split_seed(method)
+                rep = condense_run(dataset, base, ipc, seed=seed, threads=args.threads)
                 cont, _ = load_container(rep["dir"])
                 x, y = cont.images()  # as the container generates them: from its values as stored
                 ev = evaluate_images(x, y, data, cfg, seeds=args.seeds, progress=False)

@@ -25,7 +25,7 @@ REFERENCES = ["herding-u8", "pixel-u8", "hmn-int8", "hmn-int8-b64-o12-cycle"]
 
 
 def schedule(method: str, row: dict) -> str:
-    """'warm W[ on herding], O x I, batch B[, bf16][, decoder frozen]' from the run's own config
+    """'warm W[ on herding], O x I, batch B[, bf16]' from the run's own config
     (bytes.py rows carry none: the variant's settings; rows from before a key was recorded: the variant's)."""
     cfg = row.get("schedule") or {}
     settings = variant(method)[1]
@@ -37,8 +37,7 @@ def schedule(method: str, row: dict) -> str:
 
     return (f"warm {cfg['warm_start']}" + (" on herding" if get("warm_targets", "random") == "herding" else "")
             + f", {cfg['outer']} x {cfg['inner']}, batch {cfg['syn_batch']}"
-            + (f", {get('compute_dtype', 'fp32')}" if get("compute_dtype", "fp32") != "fp32" else "")
-            + (", decoder frozen" if get("decoder_lr", 1.0) == 0 else ""))
+            + (f", {get('compute_dtype', 'fp32')}" if get("compute_dtype", "fp32") != "fp32" else ""))
 
 
 def minutes(row: dict) -> tuple[float, str]:
@@ -79,7 +78,7 @@ def main() -> None:
         "cpu_seconds": rep.get("cpu_seconds"), "warm_start_seconds": rep.get("warm_start", {}).get("seconds"),
         "schedule": {k: rep["config"]["match"].get(k, default) for k, default in (
             ("warm_start", 0), ("outer", 0), ("inner", 0), ("syn_batch", 0), ("compute_dtype", "fp32"),
-            ("warm_targets", "random"), ("decoder_lr", 1.0))}})
+            ("warm_targets", "random"))}})
     mine = [r for r in rows if r.get("source", "frontier") == "frontier"]
     refs = [{**r, "source": "bytes.py"} for r in json.loads((RESULTS / "bytes.json").read_text())["rows"]
             if r["method"] in REFERENCES and (r["dataset"], r["ipc"]) in {(m["dataset"], m["ipc"]) for m in mine}]

@@ -166,3 +166,13 @@ def test_a_rewritten_continual_section_keeps_the_rows_it_replaces():
     back = {**new, "strategies": {**new["strategies"], "gone": row(0.3)}}  # a later run holds it again
     assert set(continual.superseded({**new, "command": "c"}, back)[0]["strategies"]) == {"rerun"}
     assert continual.superseded(None, new) == [] and continual.superseded_table({"strategies": {}}) == ""
+
+
+def test_a_row_of_another_condensation_seed_names_its_variant_and_seed():
+    from common import VARIANTS, split_seed, variant
+
+    assert split_seed("hmn-int8-warm-only@seed2") == ("hmn-int8-warm-only", 2)
+    assert split_seed("pixel-u8") == ("pixel-u8", 0)
+    assert variant("hmn-int8-warm-only@seed2") == VARIANTS["hmn-int8-warm-only"]
+    with pytest.raises(SystemExit, match="NAME@seedN"):
+        split_seed("hmn-int8@seedx")
