@@ -24,6 +24,11 @@ CORESETS = ("random", "herding")
 # (the HMN paper's Table 3) -- no multisize loss, no pruning, the condensation's own instance order.
 PLAIN = {"match.multisize": False, "prune.method": "none", "prefix_order": "none"}
 
+# the frontier's herding points: the int8 HMN warm-started on the herding coreset with bf16 passes;
+# WARM_ONLY: one outer iteration of one step per class, i.e. the warm start alone
+HERD_BF16 = {"precision": "int8", "match.warm_targets": "herding", "match.compute_dtype": "bf16"}
+WARM_ONLY = {"match.outer": 1, "match.inner": 1}
+
 # Named variants: a kind plus config settings (`edgecond condense --container KIND --set KEY=VALUE`).
 VARIANTS: dict[str, tuple[str, dict]] = {
     "haba-contrast": ("haba", {"match.haba_contrast": 0.1}),  # HaBa's lambda_cos
@@ -67,25 +72,16 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                                            "match.outer": 7, "match.instance_sampling": "cycle"}),
     # the warm start fits the herding coreset instead of a random one (warmstart.py): alone, and
     # with 5 bf16 outer iterations (the feature network's ~100 s taken from the matching)
-    "hmn-int8-herd-bf16-warm-only": ("hmn", {"precision": "int8", "match.warm_targets": "herding",
-                                             "match.compute_dtype": "bf16", "match.outer": 1, "match.inner": 1}),
-    "hmn-int8-herd-bf16-b64-o5-cycle": ("hmn", {"precision": "int8", "match.warm_targets": "herding",
-                                                "match.compute_dtype": "bf16", "match.syn_batch": 64,
-                                                "match.outer": 5, "match.instance_sampling": "cycle"}),
+    "hmn-int8-herd-bf16-warm-only": ("hmn", {**HERD_BF16, **WARM_ONLY}),
+    "hmn-int8-herd-bf16-b64-o5-cycle": ("hmn", {**HERD_BF16, "match.syn_batch": 64, "match.outer": 5,
+                                                "match.instance_sampling": "cycle"}),
     # ... and a warm start twice as long instead of matching (its MSE still falls slowly at 4,000)
-    "hmn-int8-herd-bf16-ws8000-warm-only": ("hmn", {"precision": "int8", "match.warm_targets": "herding",
-                                                    "match.compute_dtype": "bf16", "match.warm_start": 8000,
-                                                    "match.outer": 1, "match.inner": 1}),
+    "hmn-int8-herd-bf16-ws8000-warm-only": ("hmn", {**HERD_BF16, **WARM_ONLY, "match.warm_start": 8000}),
     # ... with the budget solver's most (157) or about half (63) the instances per class at 1 IPC
-    "hmn-int8-herd-bf16-i160-warm-only": ("hmn", {"precision": "int8", "match.warm_targets": "herding",
-                                                  "match.compute_dtype": "bf16", "container.max_instances": 160,
-                                                  "match.outer": 1, "match.inner": 1}),
-    "hmn-int8-herd-bf16-i64-warm-only": ("hmn", {"precision": "int8", "match.warm_targets": "herding",
-                                                 "match.compute_dtype": "bf16", "container.max_instances": 64,
-                                                 "match.outer": 1, "match.inner": 1}),
+    "hmn-int8-herd-bf16-i160-warm-only": ("hmn", {**HERD_BF16, **WARM_ONLY, "container.max_instances": 160}),
+    "hmn-int8-herd-bf16-i64-warm-only": ("hmn", {**HERD_BF16, **WARM_ONLY, "container.max_instances": 64}),
     # 10 IPC: the default schedule on herding targets, bf16 passes paying for the feature network
-    "hmn-int8-herd-bf16": ("hmn", {"precision": "int8", "match.warm_targets": "herding",
-                                   "match.compute_dtype": "bf16"}),
+    "hmn-int8-herd-bf16": ("hmn", HERD_BF16),
 }
 
 
