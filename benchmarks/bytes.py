@@ -12,12 +12,14 @@ fills exactly those bytes (`edgecond condense --ipc N --set precision=P`):
 Matched containers are condensed plainly (no multisize, no pruning: common.PLAIN) with the quick
 preset, each by the CLI in its own process under benchmarks/runs/ (resumable), then evaluated
 with the quick protocol over --seeds seeds on the images the container regenerates as stored.
-Rows are cached in results/bytes.json and skipped on a rerun (--fresh redoes them).
+Rows are cached in results/bytes.json and skipped on a rerun (--fresh redoes them; --supersede REASON
+redoes the --methods rows after a default they use changed, keeping the old rows beside them).
 """
 
 from __future__ import annotations
 
-from common import RESULTS, equal_budget_parser, equal_budget_rows, fmt, parse, verdict_table, write
+from common import (RESULTS, equal_budget_parser, equal_budget_rows, fmt, parse, superseded_lines, verdict_table,
+                    write)
 from edgecond.config import eval_config
 from edgecond.plots import bar_plot
 
@@ -71,7 +73,7 @@ def table(payload: dict) -> str:
         f"{r['stored_values']:,} | {r['stored_bytes']:,} / {r['budget_bytes']:,} | "
         f"{fmt(r['accuracies'])} | {len(r['seeds'])} | {r['condense_seconds']:.0f} |" for r in rows)
     out += "\n\n± is the sample standard deviation over the evaluation seeds (n in the seeds column)."
-    return out + verdicts(rows)
+    return out + superseded_lines(rows) + verdicts(rows)
 
 
 if __name__ == "__main__":

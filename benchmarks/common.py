@@ -80,6 +80,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     # ... with the budget solver's most (157) or about half (63) the instances per class at 1 IPC
     "hmn-int8-herd-bf16-i160-warm-only": ("hmn", {**HERD_BF16, **WARM_ONLY, "container.max_instances": 160}),
     "hmn-int8-herd-bf16-i64-warm-only": ("hmn", {**HERD_BF16, **WARM_ONLY, "container.max_instances": 64}),
+    # ... the same in fp32 (bf16 is an explicit setting, not a preset's), and with a 32 cap
+    "hmn-int8-herd-i64-warm-only": ("hmn", {"precision": "int8", "match.warm_targets": "herding", **WARM_ONLY,
+                                            "container.max_instances": 64}),
+    "hmn-int8-herd-bf16-i32-warm-only": ("hmn", {**HERD_BF16, **WARM_ONLY, "container.max_instances": 32}),
     # 10 IPC: the default schedule on herding targets, bf16 passes paying for the feature network
     "hmn-int8-herd-bf16": ("hmn", HERD_BF16),
 }
@@ -106,16 +110,31 @@ def condense_run(dataset: str, name: str, ipc: float, seed: int, threads: int, m
     Plain (PLAIN) by default; multisize=True adds MDC's subset loss (benchmarks/multisize.py).
     An interrupted condensation resumes from its checkpoint."""
     out = RUNS / f"{short(dataset)}-{name}{'-ms' if multisize else ''}-ipc{ipc:g}-s{seed}"
+    kind, settings = variant(name)
+    if kind not in CORESETS:
+        settings = {**PLAIN, "match.multisize": multisize, **settings}
+    args = ["--dataset", dataset, "--container", kind, "--ipc", f"{ipc:g}", "--seed", str(seed)]
+    args += [a for k, v in settings.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    if (out / "config.json").is_file():
+        retire_stale(out, args)
     if not (out / "container.safetensors").is_file():
-        kind, settings = variant(name)
-        if kind not in CORESETS:
-            settings = {**PLAIN, "match.multisize": multisize, **settings}
-        cmd = [sys.executable, "-m", "edgecond.cli", "condense", "--dataset", dataset, "--container", kind,
-               "--ipc", f"{ipc:g}", "--seed", str(seed), "--out", str(out), "--threads", str(threads), "--resume"]
-        cmd += [a for k, v in settings.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+        cmd = [sys.executable, "-m", "edgecond.cli", "condense", *args, "--out", str(out), "--threads", str(threads),
+               "--resume"]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     return {"dir": str(out), **json.loads((out / "report.json").read_text())}
+
+
+def retire_stale(out: Path, args: list[str]) -> None:
+    """Move a run directory condensed under other settings than today's (a preset's default has
+    changed since) to <out>-until-<date>, so that it is condensed again instead of reused."""
+    today = subprocess.run([sys.executable, "-m", "edgecond.cli", "config", *args], check=True,
+                           capture_output=True, text=True).stdout
+    if json.loads(today) == json.loads((out / "config.json").read_text()):
+        return
+    old = out.with_name(f"{out.name}-until-{_dt.date.today().isoformat()}")
+    print(f"{out.name} was condensed under other settings than today's; kept as {old.name}", flush=True)
+    out.rename(old)
 
 
 def equal_budget_parser(doc: str, what: str, default: list[str]) -> argparse.ArgumentParser:
@@ -125,6 +144,9 @@ def equal_budget_parser(doc: str, what: str, default: list[str]) -> argparse.Arg
                     help="comma-separated rows (common.VARIANTS); NAME@seedN condenses with seed N instead of 0")
     ap.add_argument("--ipcs", default=None, help="override the per-dataset IPCs, e.g. 5")
     ap.add_argument("--fresh", action="store_true", help="ignore cached rows")
+    ap.add_argument("--supersede", metavar="REASON", default=None,
+                    help="redo the --methods rows although cached (a default they use changed); each old row is "
+                         "kept, dated and with REASON, under the new row's `superseded`")
     return ap
 
 
@@ -154,7 +176,7 @@ def equal_budget_rows(name: str, args, ipcs: dict, methods: list[str], order, ro
         for ipc in [int(v) for v in args.ipcs.split(",")] if args.ipcs else ipcs[short(dataset)]:
             for method in methods:
                 key = (short(dataset), ipc, method)
-                if key in cached and cached[key]["seeds"] == list(range(args.seeds)):
+                if key in cached and cached[key]["seeds"] == list(range(args.seeds)) and not args.supersede:
                     continue
                 base, seed = split_seed(method)
                 rep = condense_run(dataset, base, ipc, seed=seed, threads=args.threads)
@@ -163,9 +185,26 @@ def equal_budget_rows(name: str, args, ipcs: dict, methods: list[str], order, ro
                 ev = evaluate_images(x, y, data, cfg, seeds=args.seeds, progress=False)
                 mine[key] = {"dataset": key[0], "ipc": ipc, "method": method, **ev, **row(rep, ev),
                              "provenance": {**provenance(ev, args.threads), "condense_seconds": rep["condense_seconds"]}}
+                if args.supersede and key in cached:
+                    mine[key]["superseded"] = retired(cached[key], args.supersede)
                 print(*key, fmt(ev["accuracies"]), f"{rep['condense_seconds']:.0f}s", flush=True)
                 write(name, {"seeds": args.seeds, "eval": cfg.__dict__, "rows": rows()}, "(partial)")
     return rows()
+
+
+def retired(row: dict, reason: str) -> list[dict]:
+    """`row`'s superseded list with `row` itself added (its values and provenance, dated, with `reason`)."""
+    old = {k: v for k, v in row.items() if k not in ("superseded", "dataset", "ipc", "method")}
+    return row.get("superseded", []) + [{**old, "until": _dt.date.today().isoformat(), "reason": reason}]
+
+
+def superseded_lines(rows: list[dict]) -> str:
+    """Markdown lines naming every superseded value of `rows`: what it read, when and why it changed."""
+    lines = [f"- {r['dataset']} {r['ipc']} IPC {r['method']}: until {old['until']} it read {fmt(old['accuracies'])}"
+             + (f" in {old['condense_seconds']:.0f} s" if old.get("condense_seconds") else "")
+             + f" ({old['provenance'].get('date', '')[:10]}, commit {old['provenance'].get('commit', '?')}): {old['reason']}"
+             for r in rows for old in r.get("superseded", [])]
+    return "\n\nSuperseded rows, kept:\n\n" + "\n".join(lines) if lines else ""
 
 
 def cached_rows(name: str, *key: str) -> dict:

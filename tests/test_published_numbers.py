@@ -8,6 +8,7 @@ quoted mean ± sd is caught."""
 import json
 import re
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,39 @@ def test_a_row_of_another_condensation_seed_names_its_variant_and_seed():
     assert variant("hmn-int8-warm-only@seed2") == VARIANTS["hmn-int8-warm-only"]
     with pytest.raises(SystemExit, match="NAME@seedN"):
         split_seed("hmn-int8@seedx")
+
+
+def test_a_superseded_row_keeps_its_values_date_and_reason():
+    from common import retired, superseded_lines
+
+    prov = {"date": "2026-12-03T20:58:05", "commit": "d6dd4de55b3c"}
+    row = {"dataset": "cifar10_mini", "ipc": 1, "method": "hmn-int8", "accuracies": [0.5, 0.502, 0.498],
+           "condense_seconds": 1775.0, "provenance": prov, "superseded": [{"accuracies": [0.4], "until": "2026-11-01",
+                                                                              "reason": "older", "provenance": {}}]}
+    kept = retired(row, "the quick preset changed")
+    assert [k["reason"] for k in kept] == ["older", "the quick preset changed"]
+    assert kept[-1]["accuracies"] == row["accuracies"] and kept[-1]["provenance"] == prov
+    assert "superseded" not in kept[-1] and "method" not in kept[-1]
+    text = superseded_lines([{**row, "superseded": kept}])
+    assert "hmn-int8: until" in text and "50.0 ± 0.2" in text and "1775 s" in text and "d6dd4de55b3c" in text
+    assert superseded_lines([{"method": "x"}]) == ""
+
+
+def test_a_run_condensed_under_other_settings_is_moved_aside_not_reused(tmp_path):
+    import subprocess
+
+    from common import retire_stale
+
+    args = ["--dataset", "digits", "--container", "pixel", "--ipc", "1", "--set", "match.outer=3"]
+    out = tmp_path / "digits-pixel-ipc1-s0"
+    out.mkdir()
+    today = subprocess.run([sys.executable, "-m", "edgecond.cli", "config", *args], check=True,
+                           capture_output=True, text=True).stdout
+    (out / "config.json").write_text(today)
+    retire_stale(out, args)
+    assert out.is_dir()  # the same settings: reused
+    cfg = json.loads(today)
+    cfg["match"]["outer"] = 4  # condensed before a default changed
+    (out / "config.json").write_text(json.dumps(cfg))
+    retire_stale(out, args)
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == [f"{out.name}-until-{date.today().isoformat()}"]
