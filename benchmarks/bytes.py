@@ -18,8 +18,8 @@ redoes the --methods rows after a default they use changed, keeping the old rows
 
 from __future__ import annotations
 
-from common import (RESULTS, equal_budget_parser, equal_budget_rows, fmt, parse, superseded_lines, verdict_table,
-                    write)
+from common import (CORESETS, RESULTS, equal_budget_parser, equal_budget_rows, fmt, parse, schedule_of,
+                    superseded_lines, verdict_table, write)
 from edgecond.config import eval_config
 from edgecond.plots import bar_plot
 
@@ -57,7 +57,8 @@ def main() -> None:
         "precision": rep["precision"], "images_per_class": rep["instances_per_class"],
         "stored_values": rep["stored_floats"], "stored_bytes": rep["stored_bytes"],
         "budget_bytes": rep["budget_bytes"], "parts_bytes": rep["parts_bytes"],
-        "condense_seconds": rep["condense_seconds"]})
+        "condense_seconds": rep["condense_seconds"], "cpu_seconds": rep.get("cpu_seconds"),
+        **({"schedule": schedule_of(rep)} if rep["kind"] not in CORESETS else {})})
     plot(rows)
     payload = {"seeds": args.seeds, "eval": eval_config("quick").__dict__, "rows": rows}
     write("bytes", payload, table(payload) + "\n\n![accuracy at equal bytes](bytes.png)")

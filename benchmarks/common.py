@@ -192,6 +192,13 @@ def equal_budget_rows(name: str, args, ipcs: dict, methods: list[str], order, ro
     return rows()
 
 
+def schedule_of(rep: dict) -> dict:
+    """The matching schedule a run's report records (frontier.py's schedule column)."""
+    return {k: rep["config"]["match"].get(k, default) for k, default in (
+        ("warm_start", 0), ("outer", 0), ("inner", 0), ("syn_batch", 0), ("compute_dtype", "fp32"),
+        ("warm_targets", "random"))}
+
+
 def retired(row: dict, reason: str) -> list[dict]:
     """`row`'s superseded list with `row` itself added (its values and provenance, dated, with `reason`)."""
     old = {k: v for k, v in row.items() if k not in ("superseded", "dataset", "ipc", "method")}

@@ -7,7 +7,8 @@ Every point is a named schedule (common.VARIANTS: warm-start length, outer x inn
 sampled batch) of the int8 HMN at the bytes of the papers' float32 IPC, condensed plainly by the
 CLI at --threads (its wall time at one thread is its CPU time), evaluated with the quick protocol
 over --seeds seeds. The references -- 8-bit pixels, uint8 herding, the default int8 HMN and
-earlier points -- are benchmarks/bytes.py's rows, read from results/bytes.json, not rerun.
+earlier points -- are benchmarks/bytes.py's rows, read from results/bytes.json, not rerun (a row
+redone after a default changed also shows as it was: "hmn-int8 (until DATE)").
 Writes results/frontier.{json,md} and results/frontier-<dataset>-ipc<N>.png.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import json
 
-from common import RESULTS, equal_budget_parser, equal_budget_rows, fmt, parse, variant, write
+from common import RESULTS, equal_budget_parser, equal_budget_rows, fmt, parse, schedule_of, variant, write
 from edgecond.config import eval_config
 from edgecond.plots import line_plot
 
@@ -76,12 +77,13 @@ def main() -> None:
         "precision": rep["precision"], "images_per_class": rep["instances_per_class"],
         "stored_bytes": rep["stored_bytes"], "condense_seconds": rep["condense_seconds"],
         "cpu_seconds": rep.get("cpu_seconds"), "warm_start_seconds": rep.get("warm_start", {}).get("seconds"),
-        "schedule": {k: rep["config"]["match"].get(k, default) for k, default in (
-            ("warm_start", 0), ("outer", 0), ("inner", 0), ("syn_batch", 0), ("compute_dtype", "fp32"),
-            ("warm_targets", "random"))}})
+        "schedule": schedule_of(rep)})
     mine = [r for r in rows if r.get("source", "frontier") == "frontier"]
     refs = [{**r, "source": "bytes.py"} for r in json.loads((RESULTS / "bytes.json").read_text())["rows"]
             if r["method"] in REFERENCES and (r["dataset"], r["ipc"]) in {(m["dataset"], m["ipc"]) for m in mine}]
+    # a reference whose default changed is shown as it was too: the point the change moved from
+    refs += [{**old, "dataset": r["dataset"], "ipc": r["ipc"], "method": f"{r['method']} (until {old['until']})",
+              "source": "bytes.py"} for r in refs for old in r.get("superseded", [])]
     payload = {"seeds": args.seeds, "eval": eval_config("quick").__dict__, "rows": mine + refs}
     plot(payload["rows"])
     write("frontier", payload, table(payload))

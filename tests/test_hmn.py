@@ -10,7 +10,7 @@ import torch
 from edgecond.budget import DECODER_LADDER, TABLE7, BudgetError, solve_hmn
 from edgecond.containers.hmn import HMN
 from edgecond.config import ConfigError, Shape
-from edgecond.kinds import QUICK_WARM_START, WIDE_DECODER_SCHEDULE, hmn_shape, storage_ipc, with_values
+from edgecond.kinds import HERDING_SCHEDULE, QUICK_WARM_START, WIDE_DECODER_SCHEDULE, hmn_shape, storage_ipc, with_values
 from edgecond.matching import ConvergenceError, Matcher
 from helpers import build, cfg_for, tiny
 
@@ -157,6 +157,27 @@ def test_a_wide_decoder_gets_the_wide_schedule_unless_told_otherwise():
     assert schedule(warm_start=500, decoder_lr=0.5) == (500, 0.5)  # explicit settings win
     assert schedule(preset="paper") == (0, 1.0)
     assert schedule(kind="pixel") == (0, 1.0)
+
+
+def test_a_large_image_int8_hmn_gets_the_herding_schedule_unless_a_schedule_is_given():
+    def schedule(image_shape=(3, 32, 32), ipc=1, precision="int8", preset="quick", **settings):
+        cfg = cfg_for("hmn", image_shape, 10, ipc, preset, {"precision": precision, **settings})
+        return cfg.match.warm_targets, cfg.container.max_instances, cfg.match.outer, cfg.match.inner
+
+    herding = tuple(HERDING_SCHEDULE[k] for k in ("match.warm_targets", "container.max_instances",
+                                                   "match.outer", "match.inner"))
+    assert schedule() == herding
+    assert schedule(ipc=10) == herding
+    assert schedule((1, 28, 28)) == herding and schedule((3, 18, 18)) == herding
+    assert schedule((1, 8, 8))[0] == "random"  # digits-sized images keep matching
+    assert schedule(precision="fp32")[0] == schedule(precision="fp16")[0] == "random"
+    assert schedule(preset="paper")[0] == "random"
+    # any schedule setting is the user's schedule: none of the herding schedule is added to it
+    assert schedule(outer=5) == ("random", 128, 5, 10)
+    assert schedule(max_instances=32) == ("random", 32, 20, 10)
+    assert schedule(warm_targets="herding") == ("herding", 128, 20, 10)
+    # the herding schedule's capped surplus widens the decoder, so the wide-decoder schedule follows
+    assert cfg_for("hmn", (3, 32, 32), 10, 1, "quick", {"precision": "int8"}).match.decoder_lr == 0.0
 
 
 def test_over_budget_adds_instances_only():

@@ -177,4 +177,4 @@ def clamp_pixels(container: Container, pixel_range: tuple[torch.Tensor, torch.Te
 from . import hmn  # noqa: E402,F401 - registers hmn
 from . import pixels  # noqa: E402,F401 - registers pixel, idc, haba
 from . import coresets  # noqa: E402,F401 - registers random, herding
-from .hmn import QUICK_WARM_START, WIDE_DECODER_SCHEDULE, hmn_shape  # noqa: E402,F401
+from .hmn import HERDING_SCHEDULE, QUICK_WARM_START, WIDE_DECODER_SCHEDULE, hmn_shape  # noqa: E402,F401
