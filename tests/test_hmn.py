@@ -166,8 +166,8 @@ def test_a_large_image_int8_hmn_gets_the_herding_schedule_unless_a_schedule_is_g
 
     herding = tuple(HERDING_SCHEDULE[k] for k in ("match.warm_targets", "container.max_instances",
                                                    "match.outer", "match.inner"))
-    assert schedule() == herding
-    assert schedule(ipc=10) == herding
+    assert schedule() == herding and schedule(ipc=0.5) == herding
+    assert schedule(ipc=10) == schedule(ipc=1.1) == ("random", 128, 20, 10)  # larger budgets keep matching
     assert schedule((1, 28, 28)) == herding and schedule((3, 18, 18)) == herding
     assert schedule((1, 8, 8))[0] == "random"  # digits-sized images keep matching
     assert schedule(precision="fp32")[0] == schedule(precision="fp16")[0] == "random"

@@ -66,11 +66,13 @@ def wide_decoder(shape: Shape, cfg: CondenseConfig) -> bool:
     return sum(hmn_shape(shape, cfg).hidden) > sum(hmn_shape(shape, tiers).hidden)
 
 
-# quick, an int8 HMN of images larger than digits' (> 16 px) whose schedule nobody set: fit 64
-# fatter instances a class to the class's herding coreset and skip gradient matching. The
-# accuracy-per-CPU-minute frontier's point (benchmarks/frontier.py, docs/results.md): cifar10_mini
-# at 122,880 bytes, 3 condensation seeds, reaches the 30-minute matching schedule's accuracy in a
-# fifth of its CPU time.
+# quick, an int8 HMN of images larger than digits' (> 16 px) at budgets up to 1 IPC whose schedule
+# nobody set: fit 64 fatter instances a class to the class's herding coreset and skip gradient
+# matching. The accuracy-per-CPU-minute frontier's points (benchmarks/frontier.py, docs/results.md):
+# at cifar10_mini 1 IPC (122,880 bytes) 51.8 % in 7.1 CPU-minutes (condensation seed 0; with bf16
+# passes 51.0-51.4 % over 3 condensation seeds) where matching reached 50.1 % in 29.6; at 10 IPC
+# the same schedule loses (52.8 % against matching's 56.7 %), so larger budgets keep matching.
+HERDING_MAX_IPC = 1.0
 HERDING_SCHEDULE = {"match.warm_targets": "herding", "container.max_instances": 64,
                     "match.outer": 1, "match.inner": 1}
 # a setting of any of these is a schedule of the user's: the herding schedule stays out of it
@@ -80,12 +82,12 @@ SCHEDULE_KEYS = frozenset(HERDING_SCHEDULE) | {"match.warm_start", "match.syn_ba
 def herding_schedule(cfg: CondenseConfig, shape: Shape, given: frozenset) -> bool:
     """Whether the quick preset's herding schedule (HERDING_SCHEDULE) is `cfg`'s."""
     return (cfg.preset == "quick" and cfg.precision == "int8" and shape.image_shape[-1] > 16
-            and not given & SCHEDULE_KEYS)
+            and cfg.ipc <= HERDING_MAX_IPC and not given & SCHEDULE_KEYS)
 
 
 def hmn_rule(cfg: CondenseConfig, shape: Shape, given: frozenset) -> CondenseConfig:
-    """quick: a large-image int8 HMN with no schedule given gets the herding schedule
-    (HERDING_SCHEDULE). Then an HMN decoder wider than the tiers' (the capped surplus's, or one
+    """quick: a large-image int8 HMN at a small budget with no schedule given gets the herding
+    schedule (HERDING_SCHEDULE). Then an HMN decoder wider than the tiers' (the capped surplus's, or one
     given) is an autoencoder fitted to real images -- it gets a 4x longer warm start (8x the
     weights to fit) and matching that moves the memories only (at the memories' rate matching
     pulled the fitted decoder off its images). Explicit settings always win."""
