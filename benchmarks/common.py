@@ -84,6 +84,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "hmn-int8-herd-i64-warm-only": ("hmn", {"precision": "int8", "match.warm_targets": "herding", **WARM_ONLY,
                                             "container.max_instances": 64}),
     "hmn-int8-herd-bf16-i32-warm-only": ("hmn", {**HERD_BF16, **WARM_ONLY, "container.max_instances": 32}),
+    # `edgecond condense --budget B` as a user runs it (the int8 HMN with MDC's multisize loss and the
+    # herding prefix order, which PLAIN turns off): the acceptance names this command
+    "hmn-int8-cli": ("hmn", {"precision": "int8", "match.multisize": True, "prefix_order": "herding"}),
     # 10 IPC: the default schedule on herding targets, bf16 passes paying for the feature network
     "hmn-int8-herd-bf16": ("hmn", HERD_BF16),
 }
