@@ -78,12 +78,13 @@ def main() -> None:
         "stored_bytes": rep["stored_bytes"], "condense_seconds": rep["condense_seconds"],
         "cpu_seconds": rep.get("cpu_seconds"), "warm_start_seconds": rep.get("warm_start", {}).get("seconds"),
         "schedule": schedule_of(rep)})
-    mine = [r for r in rows if r.get("source", "frontier") == "frontier"]
+    # (rows with an "until" are earlier values shown beside the row that superseded them: made below)
+    mine = [r for r in rows if r.get("source", "frontier") == "frontier" and "until" not in r]
     refs = [{**r, "source": "bytes.py"} for r in json.loads((RESULTS / "bytes.json").read_text())["rows"]
             if r["method"] in REFERENCES and (r["dataset"], r["ipc"]) in {(m["dataset"], m["ipc"]) for m in mine}]
     # a reference whose default changed is shown as it was too: the point the change moved from
     refs += [{**old, "dataset": r["dataset"], "ipc": r["ipc"], "method": f"{r['method']} (until {old['until']})",
-              "source": "bytes.py"} for r in refs for old in r.get("superseded", [])]
+              "source": r.get("source", "frontier")} for r in mine + refs for old in r.get("superseded", [])]
     payload = {"seeds": args.seeds, "eval": eval_config("quick").__dict__, "rows": mine + refs}
     plot(payload["rows"])
     write("frontier", payload, table(payload))

@@ -59,8 +59,16 @@ def check_writable(directory: str | os.PathLike) -> Path:
     d = Path(directory).absolute()
     made = [p for p in [d, *d.parents] if not p.exists()]
     try:
-        d.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=d, prefix=".edgecond-write-test.")
+        for attempt in range(5):
+            d.mkdir(parents=True, exist_ok=True)
+            try:
+                fd, probe = tempfile.mkstemp(dir=d, prefix=".edgecond-write-test.")
+                break
+            except FileNotFoundError:
+                # another process probing the same new folder removed it between our mkdir and our
+                # write (two runs started into one --out: the lock then refuses the second)
+                if attempt == 4:
+                    raise
         os.close(fd)
         os.unlink(probe)
     except OSError as e:

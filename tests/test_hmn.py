@@ -176,6 +176,12 @@ def test_a_large_image_int8_hmn_gets_the_herding_schedule_unless_a_schedule_is_g
     assert schedule(outer=5) == ("random", 128, 5, 10)
     assert schedule(max_instances=32) == ("random", 32, 20, 10)
     assert schedule(warm_targets="herding") == ("herding", 128, 20, 10)
+    # fitted in herding order, its instances need no re-ordering -- unless the user asks for it
+    def order(**settings):
+        return cfg_for("hmn", (3, 32, 32), 10, 1, "quick", {"precision": "int8", **settings}).prefix_order
+
+    assert order() == "none" and order(prefix_order="herding") == "herding"
+    assert cfg_for("hmn", (3, 32, 32), 10, 10, "quick", {"precision": "int8"}).prefix_order == "herding"
     # the herding schedule's capped surplus widens the decoder, so the wide-decoder schedule follows
     assert cfg_for("hmn", (3, 32, 32), 10, 1, "quick", {"precision": "int8"}).match.decoder_lr == 0.0
 

@@ -113,6 +113,40 @@ def test_a_second_writer_is_refused_with_the_holders_pid_and_a_dead_holder_is_ta
     assert not (out / LOCK_NAME).exists()
 
 
+def test_a_new_folder_removed_by_a_concurrent_process_is_made_again(tmp_path, monkeypatch):
+    """Two runs into one new --out both probe it and make it; the first to finish its probe removes
+    the folder it made, under the other's feet. The other makes it again (and its lock then
+    decides which run proceeds) instead of failing with 'No such file or directory'."""
+    import tempfile
+
+    from edgecond import io
+
+    out = tmp_path / "new" / "run"
+    real, calls = tempfile.mkstemp, []
+
+    def raced(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            out.rmdir()  # the other process's probe cleaning up
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(io.tempfile, "mkstemp", raced)
+    assert io.check_writable(out) == out and len(calls) == 2
+    assert not (tmp_path / "new").exists()  # the probe leaves nothing behind
+
+    real_open, opens = os.open, []
+
+    def raced_open(path, *args):
+        opens.append(path)
+        if len(opens) == 1:
+            Path(path).parent.rmdir()  # a holder releasing its lock removed the empty folder
+        return real_open(path, *args)
+
+    monkeypatch.setattr(os, "open", raced_open)
+    with exclusive(out) as lock:
+        assert lock.read_text().strip() == str(os.getpid()) and len(opens) == 2
+
+
 def _condense_cmd(out: Path, seed: int, outer: int = 25) -> list[str]:
     return [sys.executable, "-m", "edgecond.cli", "condense", "--ipc", "1", "--container", "pixel", "--seed",
             str(seed), "--set", f"match.outer={outer}", "--set", "match.inner=2", "--out", str(out)]

@@ -94,7 +94,9 @@ def hmn_rule(cfg: CondenseConfig, shape: Shape, given: frozenset) -> CondenseCon
     if cfg.preset != "quick":
         return cfg
     if herding_schedule(cfg, shape, given):
-        cfg = apply(cfg, HERDING_SCHEDULE)
+        # the warm start fits instance i to the class's i-th herding choice, so the instances are
+        # already in a herding prefix order: re-ordering them (~95 s on cifar10_mini) adds nothing
+        cfg = apply(cfg, {**HERDING_SCHEDULE, **({} if "prefix_order" in given else {"prefix_order": "none"})})
     if not wide_decoder(shape, cfg):
         return cfg
     return apply(cfg, {k: v for k, v in WIDE_DECODER_SCHEDULE.items() if k not in given})

@@ -55,7 +55,13 @@ def exclusive(target: str | os.PathLike, own_dir: bool = True) -> Iterator[Path]
         yield path
         return
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except FileNotFoundError:
+            # a holder releasing its lock removed the empty folder it had made for it, between our
+            # mkdir and our open: make it again and retry
+            path.parent.mkdir(parents=True, exist_ok=True)
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
