@@ -213,3 +213,19 @@ def test_a_run_condensed_under_other_settings_is_moved_aside_not_reused(tmp_path
     (out / "config.json").write_text(json.dumps(cfg))
     retire_stale(out, args)
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == [f"{out.name}-until-{date.today().isoformat()}"]
+
+
+def test_the_default_command_row_condenses_with_the_cli_defaults_and_the_others_plainly():
+    import subprocess
+
+    from common import condense_args
+
+    def resolved(*args):
+        return json.loads(subprocess.run([sys.executable, "-m", "edgecond.cli", "config", *args], check=True,
+                                         capture_output=True, text=True).stdout)
+
+    budget = str(5 * 10 * 64 * 4)  # digits 5 IPC as bytes: `edgecond condense --budget B` stores int8
+    cli = resolved("--dataset", "digits", "--budget", budget)
+    assert resolved(*condense_args("digits", "hmn-int8-cli", 5, 0)) == cli
+    plain = resolved(*condense_args("digits", "hmn-int8", 5, 0))
+    assert cli["match"]["multisize"] and not plain["match"]["multisize"] and plain["prefix_order"] == "none"
