@@ -84,10 +84,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     # ... with the budget solver's most (157) or about half (63) the instances per class at 1 IPC
     "hmn-int8-herd-bf16-i160-warm-only": ("hmn", {**HERD_BF16, **WARM_ONLY, "container.max_instances": 160}),
     "hmn-int8-herd-bf16-i64-warm-only": ("hmn", {**HERD_BF16, **WARM_ONLY, "container.max_instances": 64}),
-    # ... the same in fp32 (bf16 is an explicit setting, not a preset's), and with a 32 cap
+    # ... the same in fp32 (bf16 is an explicit setting, not a preset's)
     "hmn-int8-herd-i64-warm-only": ("hmn", {"precision": "int8", "match.warm_targets": "herding", **WARM_ONLY,
                                             "container.max_instances": 64}),
-    "hmn-int8-herd-bf16-i32-warm-only": ("hmn", {**HERD_BF16, **WARM_ONLY, "container.max_instances": 32}),
     # `edgecond condense --budget B` as a user runs it: the CLI's own defaults, not PLAIN (AS_CLI)
     "hmn-int8-cli": ("hmn", {"precision": "int8"}),
     # 10 IPC: the default schedule on herding targets, bf16 passes paying for the feature network
@@ -220,7 +219,8 @@ def superseded_lines(rows: list[dict]) -> str:
     """Markdown lines naming every superseded value of `rows`: what it read, when and why it changed."""
     lines = [f"- {r['dataset']} {r['ipc']} IPC {r['method']}: until {old['until']} it read {fmt(old['accuracies'])}"
              + (f" in {old['condense_seconds']:.0f} s" if old.get("condense_seconds") else "")
-             + f" ({old['provenance'].get('date', '')[:10]}, commit {old['provenance'].get('commit', '?')}): {old['reason']}"
+             + f" ({old['provenance'].get('date', '')[:10]}, commit {old['provenance'].get('commit', '?')}): "
+             + old["reason"]
              for r in rows for old in r.get("superseded", [])]
     return "\n\nSuperseded rows, kept:\n\n" + "\n".join(lines) if lines else ""
 

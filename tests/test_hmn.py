@@ -10,7 +10,8 @@ import torch
 from edgecond.budget import DECODER_LADDER, TABLE7, BudgetError, solve_hmn
 from edgecond.containers.hmn import HMN
 from edgecond.config import ConfigError, Shape
-from edgecond.kinds import HERDING_SCHEDULE, QUICK_WARM_START, WIDE_DECODER_SCHEDULE, hmn_shape, storage_ipc, with_values
+from edgecond.kinds import (HERDING_SCHEDULE, QUICK_WARM_START, WIDE_DECODER_SCHEDULE, hmn_shape, storage_ipc,
+                            with_values)
 from edgecond.matching import ConvergenceError, Matcher
 from helpers import build, cfg_for, tiny
 
