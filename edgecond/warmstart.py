@@ -31,6 +31,7 @@ import torch
 from .containers import Container
 from .coreset import embed_normalised, feature_net, herding_order
 from .data import Dataset
+from .progress import Progress
 from .resources import compute_precision
 
 
@@ -68,7 +69,8 @@ def warm_start_targets(data: Dataset, instances: int, seed: int = 0) -> torch.Te
 
 
 def warm_start(container: Container, data: Dataset, steps: int, *, seed: int = 0, device: str = "cpu",
-               batch: int = 256, lr: float = 0.01, compute_dtype: str = "fp32", targets: str = "random") -> dict:
+               batch: int = 256, lr: float = 0.01, compute_dtype: str = "fp32", targets: str = "random",
+               progress: bool = False) -> dict:
     """Fit `container` to real targets (`targets`: random or herding, see the module's docstring)
     for `steps` Adam steps on random batches of (class, instance) pairs.
 
@@ -93,6 +95,8 @@ def warm_start(container: Container, data: Dataset, steps: int, *, seed: int = 0
     opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99))
     losses = []
     container.train()
+    # the quick preset's herding schedule is a warm start alone: minutes a user should see pass
+    bar = Progress("warm start", steps, enabled=progress, unit="steps")
     for _ in range(steps):
         idx = torch.randint(k * n, (min(batch, k * n),), generator=gen).to(device)
         with compute_precision(compute_dtype, device):  # the generator's passes; the loss in fp32
@@ -104,6 +108,8 @@ def warm_start(container: Container, data: Dataset, steps: int, *, seed: int = 0
         loss.backward()
         opt.step()
         losses.append(loss.item())
+        bar.update(mse=f"{losses[-1]:.4f}")
+    bar.close()
     tail = max(1, steps // 10)
     return {"steps": steps, "lr": lr, "batch": batch, "targets": targets, "seconds": round(time.time() - t0, 2),
             "targets_seconds": round(targets_seconds, 2),

@@ -74,3 +74,12 @@ def test_a_herding_warm_start_fits_its_targets_and_a_bad_choice_is_refused(digit
         warm_start(cont, digits, 10, targets="kmeans")
     with pytest.raises(Exception, match="warm_targets"):
         cfg_for("hmn", settings={"match.warm_targets": "kmeans"})
+
+
+def test_a_warm_start_shows_its_progress_when_asked_and_only_then(digits, capsys):
+    cont = build("hmn", digits, 2)
+    warm_start(cont, digits, 20, seed=0)
+    assert capsys.readouterr().err == ""
+    warm_start(cont, digits, 20, seed=0, progress=True)
+    err = capsys.readouterr().err  # not a terminal: a plain line at the end (progress.py)
+    assert "warm start: 20/20 steps, mse=" in err
