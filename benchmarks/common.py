@@ -91,6 +91,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "hmn-int8-cli": ("hmn", {"precision": "int8"}),
     # 10 IPC: the default schedule on herding targets, bf16 passes paying for the feature network
     "hmn-int8-herd-bf16": ("hmn", HERD_BF16),
+    # the warm start's rate annealed (cosine) instead of held: the same steps, a settled fit
+    "hmn-int8-herd-bf16-ws8000-cos-warm-only": ("hmn", {**HERD_BF16, **WARM_ONLY, "match.warm_start": 8000,
+                                                        "match.warm_lr_schedule": "cosine"}),
 }
 
 
@@ -140,11 +143,19 @@ def retire_stale(out: Path, args: list[str]) -> None:
     changed since) to <out>-until-<date>, so that it is condensed again instead of reused."""
     today = subprocess.run([sys.executable, "-m", "edgecond.cli", "config", *args], check=True,
                            capture_output=True, text=True).stdout
-    if json.loads(today) == json.loads((out / "config.json").read_text()):
+    if same_settings(json.loads(today), json.loads((out / "config.json").read_text())):
         return
     old = out.with_name(f"{out.name}-until-{_dt.date.today().isoformat()}")
     print(f"{out.name} was condensed under other settings than today's; kept as {old.name}", flush=True)
     out.rename(old)
+
+
+def same_settings(today, old) -> bool:
+    """Whether a run's config.json (`old`) holds today's settings. A key added to the config since
+    is not a change: a new key comes with the default that keeps the old behaviour."""
+    if isinstance(today, dict) and isinstance(old, dict):
+        return old.keys() <= today.keys() and all(same_settings(today[k], v) for k, v in old.items())
+    return today == old
 
 
 def equal_budget_parser(doc: str, what: str, default: list[str]) -> argparse.ArgumentParser:
@@ -206,7 +217,7 @@ def schedule_of(rep: dict) -> dict:
     """The matching schedule a run's report records (frontier.py's schedule column)."""
     return {k: rep["config"]["match"].get(k, default) for k, default in (
         ("warm_start", 0), ("outer", 0), ("inner", 0), ("syn_batch", 0), ("compute_dtype", "fp32"),
-        ("warm_targets", "random"))}
+        ("warm_targets", "random"), ("warm_lr_schedule", "constant"))}
 
 
 def retired(row: dict, reason: str) -> list[dict]:

@@ -26,7 +26,7 @@ REFERENCES = ["herding-u8", "pixel-u8", "hmn-int8", "hmn-int8-b64-o12-cycle"]
 
 
 def schedule(method: str, row: dict) -> str:
-    """'warm W[ on herding], O x I, batch B[, bf16]' from the run's own config
+    """'warm W[ on herding][ cosine], O x I, batch B[, bf16]' from the run's own config
     (bytes.py rows carry none: the variant's settings; rows from before a key was recorded: the variant's)."""
     cfg = row.get("schedule") or {}
     settings = variant(method)[1]
@@ -37,6 +37,7 @@ def schedule(method: str, row: dict) -> str:
         return cfg.get(key, settings.get(f"match.{key}", default))
 
     return (f"warm {cfg['warm_start']}" + (" on herding" if get("warm_targets", "random") == "herding" else "")
+            + (" cosine" if get("warm_lr_schedule", "constant") == "cosine" else "")
             + f", {cfg['outer']} x {cfg['inner']}, batch {cfg['syn_batch']}"
             + (f", {get('compute_dtype', 'fp32')}" if get("compute_dtype", "fp32") != "fp32" else ""))
 

@@ -14,6 +14,10 @@ For each container kind and budget:
               (edgecond.multisize.herding_prefix_order: MDC's trained prefix first, the rest
               by herding toward the real class mean); only the order changes, so the full-size
               entry and prefixes within the trained prefix are the un-ordered row's (the same images).
+Also, as condensed (AS_CONDENSED, cifar10_mini): the default `edgecond condense --budget 122880`
+int8 HMN (its 64 instances fitted in herding order), 8-bit herding images at its bytes (4 a class),
+and the 64 real herding images a class it is fitted to (float32, 64 IPC: a reference, not a budget's).
+    python benchmarks/multisize.py --datasets cifar10_mini --kinds hmn-int8-cli,herding-u8,herding --methods 'Baseline C'
 Each prefix S_[k] (the first k instances of every class) is trained on alone with the quick
 evaluation protocol over --seeds seeds, at sizes 1, N/4, N/2 and N (N instances per class;
 MDC's Baseline A needs at least these). On cifar10_mini the hmn budget is 1 IPC (85
@@ -36,6 +40,10 @@ from edgecond.multisize import herding_prefix_order, trained_prefix
 from edgecond.plots import line_plot
 
 IPCS = {"digits": {"pixel": 5, "hmn": 5}, "cifar10_mini": {"pixel": 10, "hmn": 1}}
+# containers measured as they come (Baseline C only): the int8 HMN `edgecond condense` makes by
+# default at 1 IPC (its herding schedule fits instances in herding order instead of running MDC's
+# subset loss), the 8-bit herding coreset at its bytes, and the real herding images it is fitted to
+AS_CONDENSED = {"cifar10_mini": {"hmn-int8-cli": 1, "herding-u8": 1, "herding": 64}}
 SHARED = "MDC, shared tiers"  # hmn only: the subset loss also trains decoder, dataset and class memories
 ORDERED = ", herding order"
 METHODS = ["Baseline A", "Baseline C", SHARED, "MDC (ours)", "Baseline C" + ORDERED, "MDC (ours)" + ORDERED]
@@ -76,7 +84,9 @@ def measure(name, data, kind, method, ipc, cfg, seeds, threads) -> dict:
 
 def main() -> None:
     ap = parser(__doc__)
-    ap.add_argument("--kinds", default="pixel,hmn")
+    ap.add_argument("--kinds", default="pixel,hmn",
+                    help="pixel,hmn: MDC's comparison; on cifar10_mini also hmn-int8-cli, herding-u8 and herding "
+                         "(AS_CONDENSED: measured as they come)")
     ap.add_argument("--methods", default=";".join(METHODS),
                     help="';'-separated subset of the methods, e.g. 'Baseline C, herding order;MDC (ours)'")
     ap.add_argument("--fresh", action="store_true", help="re-measure the selected rows even if cached")
@@ -90,10 +100,12 @@ def main() -> None:
     for name in args.datasets:
         data = load_dataset(name)
         for kind in args.kinds.split(","):
-            ipc = IPCS[short(name)][kind]
+            as_condensed = AS_CONDENSED.get(short(name), {})
+            ipc = as_condensed[kind] if kind in as_condensed else IPCS[short(name)][kind]
             for method in [m for m in METHODS if m in args.methods.split(";")]:
                 key = (short(name), kind, method)
                 if ((method == "Baseline A" and kind != "pixel") or (method == SHARED and kind != "hmn")
+                        or (kind in as_condensed and method != "Baseline C")
                         or (not args.fresh and rows.get(key, {}).get("seeds") == args.seeds)):
                     continue
                 if method.endswith(ORDERED):

@@ -157,7 +157,7 @@ def _condense_matching(data: Dataset, cfg: CondenseConfig, kind: Kind, *, device
     warm = ({"steps": cfg.match.warm_start, "skipped": "resumed from a checkpoint"} if resumed else
             warm_start(m.container, data, cfg.match.warm_start, seed=cfg.seed, device=device,
                        compute_dtype=cfg.match.compute_dtype, targets=cfg.match.warm_targets,
-                       progress=progress and dist.is_main()))
+                       lr_schedule=cfg.match.warm_lr_schedule, progress=progress and dist.is_main()))
     m.run(progress=progress)
     container, rss = m.container, peak_rss_mb()
     report = {"loss_curve": m.losses, "matching_seconds": round(m.seconds, 2), "resumed": resumed,

@@ -80,6 +80,7 @@ class MatchConfig:
     warm_start: int = 0             # steps fitting the container to real images first (warmstart.py)
     warm_targets: str = "random"    # random: a seeded permutation of each class's images | herding: the
     #                                 herding coreset's images, in herding order (warmstart.py)
+    warm_lr_schedule: str = "constant"  # constant | cosine: the warm start's Adam rate held, or annealed to 0
     decoder_lr: float = 1.0         # hmn: the decoder's matching rate as a multiple of `lr` (0 freezes it)
     # add-on loss terms (losses.py)
     multisize: bool = False         # MDC's adaptive subset loss (multisize.py)
@@ -146,7 +147,8 @@ PRESETS = ("quick", "paper")
 CHOICES = {"match.optimizer": ("adam", "sgd"), "match.distance": ("mse", "l1"),
            "match.update_mode": ("sequential", "summed"), "prune.method": ("none", "double-end", "easy", "random"),
            "prefix_order": ("none", "herding"), "match.instance_sampling": ("random", "cycle"),
-           "match.warm_targets": ("random", "herding"), "match.compute_dtype": COMPUTE_DTYPES, "preset": PRESETS, "precision": PRECISIONS}
+           "match.warm_targets": ("random", "herding"),
+           "match.warm_lr_schedule": ("constant", "cosine"), "match.compute_dtype": COMPUTE_DTYPES, "preset": PRESETS, "precision": PRECISIONS}
 MDC_INTERVAL_SHARE = 0.05  # MDC: Delta t = 100 of 2000 outer iterations
 
 # How a result is judged, per preset. quick: 1000 SGD steps (a digits seed in ~15 s on a CPU);

@@ -70,7 +70,7 @@ def warm_start_targets(data: Dataset, instances: int, seed: int = 0) -> torch.Te
 
 def warm_start(container: Container, data: Dataset, steps: int, *, seed: int = 0, device: str = "cpu",
                batch: int = 256, lr: float = 0.01, compute_dtype: str = "fp32", targets: str = "random",
-               progress: bool = False) -> dict:
+               lr_schedule: str = "constant", progress: bool = False) -> dict:
     """Fit `container` to real targets (`targets`: random or herding, see the module's docstring)
     for `steps` Adam steps on random batches of (class, instance) pairs.
 
@@ -81,6 +81,8 @@ def warm_start(container: Container, data: Dataset, steps: int, *, seed: int = 0
         raise ValueError(f"match.warm_start must be >= 0 steps, got {steps}")
     if steps == 0:
         return {"steps": 0}
+    if lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"match.warm_lr_schedule must be constant or cosine, got {lr_schedule!r}")
     if targets not in ("random", "herding"):
         raise ValueError(f"match.warm_targets must be random or herding, got {targets!r}")
     t0 = time.time()
@@ -93,6 +95,8 @@ def warm_start(container: Container, data: Dataset, steps: int, *, seed: int = 0
     instances = torch.arange(n, device=device).repeat(k)
     params = [p for p in container.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99))
+    # cosine: a regression's last steps at a small rate settle the fit instead of jittering around it
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if lr_schedule == "cosine" else None
     losses = []
     container.train()
     # the quick preset's herding schedule is a warm start alone: minutes a user should see pass
@@ -107,10 +111,13 @@ def warm_start(container: Container, data: Dataset, steps: int, *, seed: int = 0
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
         losses.append(loss.item())
         bar.update(mse=f"{losses[-1]:.4f}")
     bar.close()
     tail = max(1, steps // 10)
-    return {"steps": steps, "lr": lr, "batch": batch, "targets": targets, "seconds": round(time.time() - t0, 2),
+    return {"steps": steps, "lr": lr, "lr_schedule": lr_schedule, "batch": batch, "targets": targets,
+            "seconds": round(time.time() - t0, 2),
             "targets_seconds": round(targets_seconds, 2),
             "mse_first": sum(losses[:tail]) / tail, "mse_last": sum(losses[-tail:]) / tail}

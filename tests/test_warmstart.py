@@ -83,3 +83,28 @@ def test_a_warm_start_shows_its_progress_when_asked_and_only_then(digits, capsys
     warm_start(cont, digits, 20, seed=0, progress=True)
     err = capsys.readouterr().err  # not a terminal: a plain line at the end (progress.py)
     assert "warm start: 20/20 steps, mse=" in err
+
+
+
+def test_a_cosine_warm_start_anneals_its_rate_to_zero_and_a_bad_schedule_is_refused(digits, monkeypatch):
+    rates = []
+    step = torch.optim.Adam.step
+
+    def recording(self, *a, **k):
+        rates.append(self.param_groups[0]["lr"])
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording)
+    for schedule in ("constant", "cosine"):
+        rates.clear()
+        report = warm_start(build("hmn", digits, 2, seed=1), digits, 50, seed=1, lr=0.01, lr_schedule=schedule)
+        assert report["lr_schedule"] == schedule and report["mse_last"] < report["mse_first"]
+        assert len(rates) == 50 and rates[0] == pytest.approx(0.01)
+        if schedule == "constant":
+            assert set(rates) == {0.01}
+        else:
+            assert all(a > b for a, b in zip(rates, rates[1:])) and rates[-1] < 1e-4
+    with pytest.raises(ValueError, match="warm_lr_schedule"):
+        warm_start(build("hmn", digits, 2), digits, 5, lr_schedule="linear")
+    with pytest.raises(Exception, match="warm_lr_schedule"):
+        cfg_for("hmn", settings={"match.warm_lr_schedule": "linear"})
