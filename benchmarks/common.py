@@ -94,6 +94,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     # the warm start's rate annealed (cosine) instead of held: the same steps, a settled fit
     "hmn-int8-herd-bf16-ws8000-cos-warm-only": ("hmn", {**HERD_BF16, **WARM_ONLY, "match.warm_start": 8000,
                                                         "match.warm_lr_schedule": "cosine"}),
+    # ... then half the default's matching, the two inside 1,932 CPU-s (the default's time at 10 IPC)
+    "hmn-int8-herd-bf16-ws10000-cos-o10": ("hmn", {**HERD_BF16, "match.warm_start": 10000, "match.outer": 10,
+                                                   "match.warm_lr_schedule": "cosine"}),
 }
 
 
