@@ -72,7 +72,8 @@ def warm_start(container: Container, data: Dataset, steps: int, *, seed: int = 0
                batch: int = 256, lr: float = 0.01, compute_dtype: str = "fp32", targets: str = "random",
                lr_schedule: str = "constant", progress: bool = False) -> dict:
     """Fit `container` to real targets (`targets`: random or herding, see the module's docstring)
-    for `steps` Adam steps on random batches of (class, instance) pairs.
+    for `steps` Adam steps on random batches of (class, instance) pairs, at a held rate or one
+    annealed to 0 (`lr_schedule`: constant or cosine).
 
     Deterministic for a given seed. Returns the report section: steps, seconds and the mean
     squared error of the first and the last 10 % of steps.

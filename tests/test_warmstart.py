@@ -85,7 +85,6 @@ def test_a_warm_start_shows_its_progress_when_asked_and_only_then(digits, capsys
     assert "warm start: 20/20 steps, mse=" in err
 
 
-
 def test_a_cosine_warm_start_anneals_its_rate_to_zero_and_a_bad_schedule_is_refused(digits, monkeypatch):
     rates = []
     step = torch.optim.Adam.step
