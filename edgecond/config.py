@@ -148,7 +148,8 @@ CHOICES = {"match.optimizer": ("adam", "sgd"), "match.distance": ("mse", "l1"),
            "match.update_mode": ("sequential", "summed"), "prune.method": ("none", "double-end", "easy", "random"),
            "prefix_order": ("none", "herding"), "match.instance_sampling": ("random", "cycle"),
            "match.warm_targets": ("random", "herding"),
-           "match.warm_lr_schedule": ("constant", "cosine"), "match.compute_dtype": COMPUTE_DTYPES, "preset": PRESETS, "precision": PRECISIONS}
+           "match.warm_lr_schedule": ("constant", "cosine"), "match.compute_dtype": COMPUTE_DTYPES,
+           "preset": PRESETS, "precision": PRECISIONS}
 MDC_INTERVAL_SHARE = 0.05  # MDC: Delta t = 100 of 2000 outer iterations
 
 # How a result is judged, per preset. quick: 1000 SGD steps (a digits seed in ~15 s on a CPU);

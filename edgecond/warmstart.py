@@ -28,6 +28,7 @@ import time
 
 import torch
 
+from .config import CHOICES
 from .containers import Container
 from .coreset import embed_normalised, feature_net, herding_order
 from .data import Dataset
@@ -82,10 +83,9 @@ def warm_start(container: Container, data: Dataset, steps: int, *, seed: int = 0
         raise ValueError(f"match.warm_start must be >= 0 steps, got {steps}")
     if steps == 0:
         return {"steps": 0}
-    if lr_schedule not in ("constant", "cosine"):
-        raise ValueError(f"match.warm_lr_schedule must be constant or cosine, got {lr_schedule!r}")
-    if targets not in ("random", "herding"):
-        raise ValueError(f"match.warm_targets must be random or herding, got {targets!r}")
+    for key, value in (("match.warm_lr_schedule", lr_schedule), ("match.warm_targets", targets)):
+        if value not in CHOICES[key]:  # the config checks them too; this is for callers of the API
+            raise ValueError(f"{key} must be {' or '.join(CHOICES[key])}, got {value!r}")
     t0 = time.time()
     gen = _generator(seed)
     k, n = data.num_classes, container.instances_per_class
